@@ -1,0 +1,182 @@
+"""Speed and memory of the compressed-domain front end, measured side by side in one run.
+
+On a generated 320×240, 30 fps, 10 s clip in H.264 and in MPEG-4 Part 2:
+
+(a) plain FFmpeg decode of the same stream through PyAV — the floor;
+(b) motion field from the motion vectors;
+(c) motion field + HOF / MBHx / MBHy descriptors;
+(d) Farnebäck optical-flow field + the same descriptors (the pixel-domain reference).
+
+Prints frames per second, the ratios (c)/(a) and (c)/(d), and the peak memory of (c) on a
+10-minute clip (in a child process, so the figure is that run's own).
+
+    python benchmarks/bench_motion.py [--repeat 3] [--skip-long]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+from actionlrp import synthetic
+from actionlrp.codec import read_motion_field
+from actionlrp.descriptors import describe, iter_describe
+from actionlrp.flow import farneback_motion_field
+from actionlrp.synthetic import SyntheticObject
+
+WIDTH, HEIGHT, FPS = 320, 240, 30
+
+
+def scene_objects() -> list[SyntheticObject]:
+    return [
+        SyntheticObject("oscillate", size=56, amplitude=30.0, period=40.0, axis="y"),
+        SyntheticObject("translate", size=(64, 40), centre=(40.0, 170.0), velocity=(2.5, 0.0)),
+        SyntheticObject("rotate", size=40, centre=(250.0, 60.0), degrees_per_frame=4.0),
+    ]
+
+
+def make_clips(folder: Path, n_frames: int) -> dict[str, Path]:
+    clips = {}
+    for codec, suffix in (("libx264", ".mp4"), ("mpeg4", ".avi")):
+        clip = synthetic.make_clip(
+            folder / f"bench_{codec}{suffix}",
+            scene_objects(),
+            width=WIDTH,
+            height=HEIGHT,
+            n_frames=n_frames,
+            fps=FPS,
+            codec=codec,
+            b_frames=2,
+            pan=(1.0, 0.0),
+            seed=1,
+            bit_rate=1_500_000,
+        )
+        clips[codec] = clip.path
+    return clips
+
+
+def plain_decode(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def motion_only(path: Path) -> int:
+    return read_motion_field(path).n_frames
+
+
+def motion_and_descriptors(path: Path) -> int:
+    field = read_motion_field(path)
+    describe(field)
+    return field.n_frames
+
+
+def flow_and_descriptors(path: Path) -> int:
+    field = farneback_motion_field(path)
+    describe(field)
+    return field.n_frames
+
+
+def best_fps(fn, path: Path, repeat: int) -> float:
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        frames = fn(path)
+        best = min(best, time.perf_counter() - start)
+    return frames / best
+
+
+def write_long_clip(path: Path, minutes: float) -> int:
+    """A long H.264 clip: a 10 s scene looped, encoded frame by frame (never held whole)."""
+    scene = synthetic.render_scene(
+        scene_objects(), width=WIDTH, height=HEIGHT, n_frames=300, pan=(1.0, 0.0), seed=1
+    )
+    total = int(minutes * 60 * FPS)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "20", "bf": "2"}
+        for t in range(total):
+            frame = av.VideoFrame.from_ndarray(scene.frames[t % 300], format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return total
+
+
+def peak_memory_child(path: str) -> None:
+    """Run (c) streaming on ``path`` and print its frames, cubes and peak RSS as JSON."""
+    start = time.perf_counter()
+    field = read_motion_field(path)
+    cubes = sum(len(chunk) for chunk in iter_describe(field))
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps(
+            {
+                "frames": field.n_frames,
+                "cubes": cubes,
+                "seconds": seconds,
+                "peak_bytes": peak,
+                "field_bytes": field.flow.nbytes,
+            }
+        )
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-long", action="store_true", help="skip the 10-minute memory run")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        peak_memory_child(args.memory_child)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="actionlrp-bench-") as tmp:
+        folder = Path(tmp)
+        clips = make_clips(folder, 10 * FPS)
+        print(f"clip: {WIDTH}x{HEIGHT}, {FPS} fps, 10 s, 2 B-frames, synthetic scene\n")
+        header = (
+            f"{'codec':<8} {'(a) decode':>11} {'(b) field':>10} {'(c) +desc':>10} "
+            f"{'(d) flow+desc':>14} {'(c)/(a)':>8} {'(c)/(d)':>8}"
+        )
+        print(header)
+        print("-" * len(header))
+        for codec, path in clips.items():
+            a = best_fps(plain_decode, path, args.repeat)
+            b = best_fps(motion_only, path, args.repeat)
+            c = best_fps(motion_and_descriptors, path, args.repeat)
+            d = best_fps(flow_and_descriptors, path, 1)
+            print(
+                f"{codec:<8} {a:>9.0f}/s {b:>8.0f}/s {c:>8.0f}/s {d:>12.0f}/s "
+                f"{c / a:>8.2f} {c / d:>8.1f}"
+            )
+        if not args.skip_long:
+            long_clip = folder / "long.mp4"
+            frames = write_long_clip(long_clip, args.minutes)
+            result = subprocess.run(
+                [sys.executable, __file__, "--memory-child", str(long_clip)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            m = json.loads(result.stdout)
+            print(
+                f"\n{args.minutes:g}-minute clip ({frames} frames, H.264): (c) streaming peak RSS "
+                f"{m['peak_bytes'] / 2**20:.0f} MiB (field {m['field_bytes'] / 2**20:.0f} MiB, "
+                f"{m['cubes']} cubes), {m['frames'] / m['seconds']:.0f} frames/s"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

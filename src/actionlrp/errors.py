@@ -1,0 +1,23 @@
+"""The project's exceptions: one base class, one line per message (path, reason, remedy)."""
+
+from __future__ import annotations
+
+
+class ActionLRPError(Exception):
+    """Base class of every error actionlrp raises on purpose."""
+
+
+class VideoError(ActionLRPError):
+    """A video file cannot be read: missing, not a video, no video stream, nothing decodes."""
+
+
+class NoMotionVectorsError(VideoError):
+    """The video's codec exports no motion vectors (HEVC, VP9, AV1, MJPEG ...)."""
+
+
+class ModelFileError(ActionLRPError):
+    """A model file is missing, truncated, tampered with or of another version."""
+
+
+class DatasetError(ActionLRPError):
+    """A dataset folder, split file or group file is missing or malformed."""

@@ -1,0 +1,70 @@
+"""Shared fixtures: small clips encoded once per session, and the real clips of ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from actionlrp import synthetic
+from actionlrp.synthetic import SyntheticObject
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ACTIONLRP_SHARED_DATA", ROOT.parent / "shared" / "data"))
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
+
+
+def shared_clips() -> list[Path]:
+    """Every video file under ../shared/data (empty where the folder is absent)."""
+    if not SHARED_DATA.is_dir():
+        return []
+    return sorted(p for p in SHARED_DATA.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real clips not found at {SHARED_DATA} (set ACTIONLRP_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("clips")
+
+
+@pytest.fixture(scope="session")
+def square_clips(clip_dir):
+    """A textured square moving +2 px/frame in x: {(codec, b_frames): SyntheticClip}."""
+    clips = {}
+    for codec, suffix in (("libx264", ".mp4"), ("mpeg4", ".avi")):
+        for b in (0, 2):
+            path = clip_dir / f"square_{codec}_b{b}{suffix}"
+            clips[codec, b] = synthetic.moving_square_clip(
+                path, codec=codec, vx=2.0, vy=0.0, size=48, b_frames=b, n_frames=40
+            )
+    return clips
+
+
+@pytest.fixture(scope="session")
+def pan_clip(clip_dir):
+    """The whole scene moves +2 px/frame right (camera pan), no object."""
+    return synthetic.make_clip(
+        clip_dir / "pan.mp4", [], pan=(2.0, 0.0), n_frames=30, width=128, height=96
+    )
+
+
+@pytest.fixture(scope="session")
+def pan_object_clip(clip_dir):
+    """The same pan, plus a square moving down at 3 px/frame in the scene."""
+    obj = SyntheticObject("translate", size=40, centre=(64.0, 30.0), velocity=(0.0, 3.0))
+    return synthetic.make_clip(
+        clip_dir / "pan_object.mp4", [obj], pan=(2.0, 0.0), n_frames=30, width=128, height=96
+    )
+
+
+@pytest.fixture(scope="session")
+def still_clip(clip_dir):
+    obj = SyntheticObject("still", size=40)
+    return synthetic.make_clip(clip_dir / "still.mp4", [obj], n_frames=30, width=128, height=96)

@@ -1,0 +1,125 @@
+"""The command line: JSON output, files written, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from actionlrp.descriptors import load_descriptors
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "actionlrp.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_motion_json_has_the_documented_keys(square_clips):
+    result = run("motion", str(square_clips["libx264", 0].path), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == {
+        "codec",
+        "container",
+        "width",
+        "height",
+        "fps",
+        "frames",
+        "frames_with_vectors",
+        "mean_flow",
+        "seconds",
+    }
+    assert data["codec"] == "h264" and (data["width"], data["height"]) == (160, 120)
+    assert data["frames"] == 40 and data["frames_with_vectors"] == 39
+    assert data["mean_flow"][0] > 0.05 and abs(data["mean_flow"][1]) < 0.02
+
+
+def test_motion_with_flow_reference(square_clips):
+    result = run("motion", str(square_clips["mpeg4", 0].path), "--motion", "flow", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["frames"] == 40 and data["mean_flow"][0] > 0.05
+
+
+def test_features_writes_descriptors(square_clips, tmp_path):
+    out = tmp_path / "desc.npz"
+    result = run("features", str(square_clips["libx264", 0].path), "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["dims"] == {"hof": 108, "mbhx": 96, "mbhy": 96}
+    desc = load_descriptors(out)
+    assert len(desc) == data["cubes"] > 0
+    assert np.isfinite(desc.features["hof"]).all()
+
+
+def test_plain_output_is_readable(square_clips):
+    result = run("motion", str(square_clips["libx264", 0].path))
+    assert result.returncode == 0
+    assert "frames_with_vectors" in result.stdout and "{" not in result.stdout.splitlines()[0]
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, square_clips, clip_dir):
+    import av
+
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "text.mp4").write_text("not a video\n" * 50)
+    src = square_clips["libx264", 0].path.read_bytes()
+    (folder / "truncated.mp4").write_bytes(src[: len(src) // 3])
+    mjpeg = folder / "clip_mjpeg.avi"
+    with av.open(str(mjpeg), "w") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        for i in range(5):
+            img = np.full((48, 64, 3), 40 * i, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode(None))
+    (folder / "a_directory.mp4").mkdir()
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("missing.mp4", "no such file"),
+        ("empty.mp4", "empty file"),
+        ("text.mp4", "not a readable video"),
+        ("truncated.mp4", "truncated.mp4"),
+        ("clip_mjpeg.avi", "MJPEG exports no motion vectors; re-run with --transcode"),
+        ("a_directory.mp4", "is a directory"),
+    ],
+)
+@pytest.mark.parametrize("command", ["motion", "features"])
+def test_bad_input_gives_one_line_and_exit_code_2(bad_inputs, name, reason, command):
+    path = bad_inputs / name
+    result = run(command, str(path), "--json")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0] and reason in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_transcode_option_reads_a_codec_without_vectors(bad_inputs):
+    result = run("motion", str(bad_inputs / "clip_mjpeg.avi"), "--transcode", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["codec"] == "mjpeg->mpeg4"
+
+
+def test_failed_features_leave_no_partial_file(bad_inputs, tmp_path):
+    out = tmp_path / "never.npz"
+    result = run("features", str(bad_inputs / "text.mp4"), "--out", str(out))
+    assert result.returncode == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_usage_error_exits_2():
+    result = run("motion")
+    assert result.returncode == 2
+    assert "usage" in result.stderr

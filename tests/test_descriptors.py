@@ -1,0 +1,199 @@
+"""HOF / MBHx / MBHy on spatio-temporal cubes: geometry, orientation, camera-motion invariance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from actionlrp.codec import MotionField, read_motion_field
+from actionlrp.descriptors import (
+    DescriptorParams,
+    LocalDescriptors,
+    cell_histograms,
+    describe,
+    iter_describe,
+    load_descriptors,
+    orientation_bins,
+    save_descriptors,
+)
+
+RAW = DescriptorParams(normalization="none")
+
+
+def field_of(flow: np.ndarray, cell: int = 8) -> MotionField:
+    t, gh, gw, _ = flow.shape
+    return MotionField(
+        flow=flow.astype(np.float32),
+        frame_types=np.array(["P"] * t),
+        has_vectors=np.ones(t, bool),
+        timestamps=np.arange(t) / 25.0,
+        width=gw * cell,
+        height=gh * cell,
+        fps=25.0,
+        cell=cell,
+    )
+
+
+def cube_count(t: int, height: int, width: int, cube: int = 32, stride: int = 16, cf: int = 5):
+    """The stride arithmetic: cubes that fit wholly inside the video."""
+    nt = t // cf - 2
+    ny = (height // 8 * 8 - cube) // stride + 1
+    nx = (width // 8 * 8 - cube) // stride + 1
+    return max(nt, 0) * max(ny, 0) * max(nx, 0)
+
+
+def test_descriptor_dimensions_are_108_96_96(square_clips):
+    desc = describe(read_motion_field(square_clips["libx264", 0].path))
+    assert {k: v.shape[1] for k, v in desc.features.items()} == {
+        "hof": 108,
+        "mbhx": 96,
+        "mbhy": 96,
+    }
+    assert all(v.dtype == np.float32 for v in desc.features.values())
+    assert desc.boxes.dtype == np.int32 and desc.boxes.shape == (len(desc), 6)
+
+
+@pytest.mark.parametrize("size", [(160, 120, 40), (150, 106, 24), (96, 64, 17), (40, 40, 14)])
+def test_cube_count_matches_stride_arithmetic_and_boxes_lie_inside(size):
+    width, height, t = size
+    rng = np.random.default_rng(0)
+    gh, gw = -(-height // 8), -(-width // 8)
+    field = MotionField(
+        flow=rng.normal(size=(t, gh, gw, 2)).astype(np.float32),
+        frame_types=np.array(["P"] * t),
+        has_vectors=np.ones(t, bool),
+        timestamps=np.arange(t) / 25.0,
+        width=width,
+        height=height,
+        fps=25.0,
+        cell=8,
+    )
+    desc = describe(field)
+    assert len(desc) == cube_count(t, height, width)
+    if len(desc):
+        t0, t1, y0, y1, x0, x1 = desc.boxes.T
+        assert (t0 >= 0).all() and (t1 <= t).all() and (t1 - t0 == 15).all()
+        assert (y0 >= 0).all() and (y1 <= height).all() and (y1 - y0 == 32).all()
+        assert (x0 >= 0).all() and (x1 <= width).all() and (x1 - x0 == 32).all()
+        assert len(np.unique(desc.boxes, axis=0)) == len(desc)
+
+
+def test_real_clip_cube_count(square_clips):
+    field = read_motion_field(square_clips["mpeg4", 0].path)
+    assert len(describe(field)) == cube_count(field.n_frames, field.height, field.width)
+
+
+def test_orientation_bins_split_magnitude_between_two_nearest_bins():
+    dx = np.array([1.0, 0.0, 1.0, -2.0, np.cos(np.pi / 8)])
+    dy = np.array([0.0, 1.0, 1.0, 0.0, np.sin(np.pi / 8)])
+    lower, upper, wl, wu = orientation_bins(dx, dy)
+    hist = np.zeros((5, 8))
+    np.add.at(hist, (np.arange(5), lower), wl)
+    np.add.at(hist, (np.arange(5), upper), wu)
+    assert np.allclose(hist.sum(axis=1), np.hypot(dx, dy))
+    # 0° → bin 0, 90° (down) → bin 2, 45° → bin 1, 180° → bin 4.
+    assert list(hist[:4].argmax(axis=1)) == [0, 2, 1, 4]
+    assert np.allclose(hist[:4].max(axis=1), np.hypot(dx, dy)[:4], atol=1e-5)
+    # 22.5° lies half-way between bins 0 and 1.
+    assert hist[4, 0] == pytest.approx(0.5, abs=1e-5) and hist[4, 1] == pytest.approx(0.5, abs=1e-5)
+
+
+def test_rightward_motion_peaks_in_zero_degree_bin(pan_clip):
+    desc = describe(read_motion_field(pan_clip.path), RAW)
+    cells = desc.features["hof"].reshape(len(desc), 12, 9)
+    assert (cells.argmax(axis=2) == 0).mean() > 0.95
+    assert cells[..., 0].sum() > 10 * cells[..., 1:].sum()
+
+
+def test_downward_motion_peaks_in_ninety_degree_bin():
+    flow = np.zeros((15, 8, 8, 2), np.float32)
+    flow[..., 1] = 3.0
+    cells = describe(field_of(flow), RAW).features["hof"].reshape(-1, 12, 9)
+    assert (cells.argmax(axis=2) == 2).all()
+
+
+def test_still_video_fills_the_no_motion_bin(still_clip):
+    desc = describe(read_motion_field(still_clip.path), RAW)
+    cells = desc.features["hof"].reshape(len(desc), 12, 9)
+    assert len(desc) > 0
+    assert (cells.argmax(axis=2) == 8).all()
+    assert cells[..., :8].sum() < 0.01 * cells[..., 8].sum()
+
+
+def test_mbh_of_a_camera_pan_vanishes_but_an_object_boundary_does_not(pan_clip, pan_object_clip):
+    pan = describe(read_motion_field(pan_clip.path), RAW)
+    moving = describe(read_motion_field(pan_object_clip.path), RAW)
+    pan_hof = pan.features["hof"].sum(axis=1)
+    for name in ("mbhx", "mbhy"):
+        pan_energy = pan.features[name].sum(axis=1)
+        obj_energy = moving.features[name].sum(axis=1)
+        # HOF sees the pan everywhere; MBH does not (flow gradients of a uniform pan are 0).
+        assert pan_energy.mean() < 0.02 * pan_hof.mean()
+        assert obj_energy.max() > 20 * max(pan_energy.max(), 1e-6)
+    # The strongest MBHy cubes lie on the object's path.
+    top = moving.boxes[np.argsort(moving.features["mbhy"].sum(axis=1))[-5:]]
+    box = pan_object_clip.boxes[:, 0]
+    for t0, t1, y0, y1, x0, x1 in top:
+        ys = box[t0:t1, 0].min(), box[t0:t1, 1].max()
+        xs = box[t0:t1, 2].min(), box[t0:t1, 3].max()
+        assert y0 < ys[1] and y1 > ys[0] and x0 < xs[1] and x1 > xs[0]
+
+
+def test_cell_histograms_sum_each_five_frame_slab():
+    rng = np.random.default_rng(1)
+    flow = rng.normal(scale=3.0, size=(10, 4, 4, 2)).astype(np.float32)
+    hist = cell_histograms(flow, 5, 8, 1.0)
+    mag = np.hypot(flow[..., 0], flow[..., 1])
+    moving = np.where(mag >= 1.0, mag, 0.0).reshape(2, 5, 4, 4).sum(axis=1)
+    still = (mag < 1.0).reshape(2, 5, 4, 4).sum(axis=1)
+    assert np.allclose(hist["hof"][..., :8].sum(-1), moving, rtol=1e-5)
+    assert np.allclose(hist["hof"][..., 8], still)
+
+
+@pytest.mark.parametrize("normalization", ["root", "l2"])
+def test_normalised_descriptors_have_unit_norm(square_clips, normalization):
+    desc = describe(
+        read_motion_field(square_clips["libx264", 0].path),
+        DescriptorParams(normalization=normalization),
+    )
+    for x in desc.features.values():
+        norms = np.linalg.norm(x, axis=1)
+        nonzero = norms > 0
+        assert nonzero.mean() > 0.5
+        assert np.allclose(norms[nonzero], 1.0, atol=1e-4)
+        assert (x >= 0).all()
+
+
+def test_chunked_extraction_equals_whole(square_clips):
+    field = read_motion_field(square_clips["libx264", 2].path)
+    whole = describe(field)
+    parts = LocalDescriptors.concatenate(list(iter_describe(field, chunk_frames=10)))
+    assert np.array_equal(whole.boxes, parts.boxes)
+    for name in whole.features:
+        # Equal up to float32 rounding (SIMD kernels may round a chunk's last elements apart).
+        assert np.allclose(whole.features[name], parts.features[name], rtol=1e-5, atol=1e-6)
+
+
+def test_second_scale_adds_48_px_cubes(square_clips):
+    field = read_motion_field(square_clips["libx264", 0].path)
+    both = describe(field, DescriptorParams(cube_px=(32, 48)))
+    sizes = both.boxes[:, 3] - both.boxes[:, 2]
+    assert set(np.unique(sizes)) == {32, 48}
+    assert (sizes == 48).sum() == cube_count(field.n_frames, field.height, field.width, cube=48)
+
+
+def test_bad_parameters_are_refused(square_clips):
+    field = read_motion_field(square_clips["libx264", 0].path)
+    with pytest.raises(ValueError, match="normalization"):
+        describe(field, DescriptorParams(normalization="l3"))
+    with pytest.raises(ValueError, match="cube_px"):
+        describe(field, DescriptorParams(cube_px=(36,)))
+
+
+def test_descriptor_file_round_trip_without_pickle(square_clips, tmp_path):
+    desc = describe(read_motion_field(square_clips["libx264", 0].path))
+    path = save_descriptors(desc, tmp_path / "d.npz")
+    back = load_descriptors(path)
+    assert np.array_equal(back.boxes, desc.boxes)
+    assert all(np.array_equal(back.features[k], desc.features[k]) for k in desc.features)
+    assert [p.name for p in tmp_path.iterdir()] == ["d.npz"]

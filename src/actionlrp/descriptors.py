@@ -84,6 +84,8 @@ class LocalDescriptors:
     @staticmethod
     def concatenate(parts: list[LocalDescriptors]) -> LocalDescriptors:
         """Join the descriptors of several chunks or scales, in order."""
+        if len(parts) == 1:
+            return parts[0]
         if not parts:
             return LocalDescriptors(
                 {k: np.zeros((0, d), np.float32) for k, d in DescriptorParams().dims().items()}
@@ -138,12 +140,15 @@ def orientation_bins(dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
     dx = np.ascontiguousarray(dx, np.float32).ravel()
     dy = np.ascontiguousarray(dy, np.float32).ravel()
     magnitude = cv2.magnitude(dx, dy).ravel()  # numpy's hypot is 7× slower
-    position = np.arctan2(dy, dx) * np.float32(N_ORIENTATIONS / (2 * np.pi))  # in [−4, 4]
+    position = np.arctan2(dy, dx)
+    position *= np.float32(N_ORIENTATIONS / (2 * np.pi))  # in [−4, 4]
     position[position < 0] += N_ORIENTATIONS
-    lower = position.astype(np.intp)  # floor: position ≥ 0
-    frac = position - lower
+    base = np.floor(position)
+    frac = position - base  # float32 throughout
+    lower = base.astype(np.intp)
     lower &= N_ORIENTATIONS - 1  # position may round up to 8.0
-    upper = (lower + 1) & (N_ORIENTATIONS - 1)
+    upper = lower + 1
+    upper &= N_ORIENTATIONS - 1
     w_upper = magnitude * frac
     return lower, upper, magnitude - w_upper, w_upper
 
@@ -270,23 +275,23 @@ def _cubes(
         return LocalDescriptors(
             {k: np.zeros((0, d), np.float32) for k, d in dims.items()}, np.zeros((0, 6), np.int32)
         )
-    # Cube origins in (time cell, grid row, grid col); cell offsets within a cube.
+    # Cube origins in (time cell, grid row, grid col).
     tc, yc, xc = np.meshgrid(np.arange(nt), np.arange(ny) * ss, np.arange(nx) * ss, indexing="ij")
     tc, yc, xc = tc.ravel(), yc.ravel(), xc.ravel()
-    ko, io, jo = np.meshgrid(
-        np.arange(_TIME_CELLS),
-        np.arange(_SPATIAL_CELLS) * cs,
-        np.arange(_SPATIAL_CELLS) * cs,
-        indexing="ij",
-    )
-    ti = tc[:, None] + ko.ravel()[None, :]
-    yi = yc[:, None] + io.ravel()[None, :]
-    xi = xc[:, None] + jo.ravel()[None, :]
     features = {}
     for name, h in hist.items():
         cells = _spatial_sums(h, cs)  # (n_tc, gh − cs + 1, gw − cs + 1, B)
-        gathered = cells[ti, yi, xi]  # (N, 12, B)
-        features[name] = _normalise(gathered.reshape(len(tc), -1), params.normalization)
+        n_bins = cells.shape[-1]
+        shape = (nt, ny, nx, _TIME_CELLS, _SPATIAL_CELLS, _SPATIAL_CELLS, n_bins)
+        out = np.empty(shape, np.float32)
+        for k in range(_TIME_CELLS):  # 12 strided copies: cell (k, i, j) of every cube at once
+            for i in range(_SPATIAL_CELLS):
+                for j in range(_SPATIAL_CELLS):
+                    y, x = i * cs, j * cs
+                    out[:, :, :, k, i, j] = cells[
+                        k : k + nt, y : y + (ny - 1) * ss + 1 : ss, x : x + (nx - 1) * ss + 1 : ss
+                    ]
+        features[name] = _normalise(out.reshape(nt * ny * nx, -1), params.normalization)
     t0 = t_offset + tc * cf
     y0, x0 = yc * c, xc * c
     boxes = np.stack(
@@ -311,13 +316,15 @@ def _spatial_sums(h: np.ndarray, cs: int) -> np.ndarray:
 
 
 def _normalise(x: np.ndarray, how: str) -> np.ndarray:
+    """Normalise each row of ``x`` in place (float32)."""
     if how == "none":
-        return x.astype(np.float32)
+        return x
     if how == "root":
-        total = np.abs(x).sum(axis=1, keepdims=True)
-        return np.sqrt(x / np.maximum(total, 1e-12)).astype(np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+        total = x.sum(axis=1, keepdims=True)  # histograms are non-negative: L1 = sum
+        x /= np.maximum(total, np.float32(1e-12))
+        return np.sqrt(x, out=x)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
+    return x
 
 
 def save_descriptors(desc: LocalDescriptors, path: str | os.PathLike) -> Path:

@@ -197,3 +197,65 @@ def test_descriptor_file_round_trip_without_pickle(square_clips, tmp_path):
     assert np.array_equal(back.boxes, desc.boxes)
     assert all(np.array_equal(back.features[k], desc.features[k]) for k in desc.features)
     assert [p.name for p in tmp_path.iterdir()] == ["d.npz"]
+
+
+# -------------------------------------------------------------------------------------------
+# Relevance step R(2) → R(1)
+
+
+def _random_field(t=25, gh=9, gw=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return field_of(rng.normal(scale=2.0, size=(t, gh, gw, 2)))
+
+
+def test_spread_relevance_conserves_the_total():
+    from actionlrp.descriptors import spread_relevance
+
+    field = _random_field()
+    desc = describe(field)
+    r2 = np.random.default_rng(1).normal(size=len(desc))
+    r1 = spread_relevance(desc, r2, field.grid_shape, field.cell)
+    assert r1.shape == field.grid_shape
+    assert r1.sum() == pytest.approx(r2.sum(), rel=1e-12, abs=1e-12)
+
+
+def test_spread_relevance_is_uniform_inside_a_single_cube():
+    from actionlrp.descriptors import spread_relevance
+
+    field = _random_field()
+    desc = describe(field)
+    r2 = np.zeros(len(desc))
+    r2[7] = 6.0
+    r1 = spread_relevance(desc, r2, field.grid_shape, field.cell)
+    t0, t1, y0, y1, x0, x1 = desc.boxes[7]
+    inside = r1[t0:t1, y0 // 8 : y1 // 8, x0 // 8 : x1 // 8]
+    assert np.allclose(inside, 6.0 / inside.size)
+    assert np.isclose(np.abs(r1).sum(), 6.0)
+
+
+def test_weighted_spreading_follows_the_moving_vectors_and_conserves():
+    from actionlrp.descriptors import spread_relevance, voxel_weights
+
+    flow = np.zeros((15, 4, 4, 2))
+    flow[:, 1, 1, 0] = 5.0  # one moving voxel column inside a single 32-px cube
+    field = field_of(flow)
+    desc = describe(field)
+    assert len(desc) == 1
+    weights = voxel_weights(field)["hof"]
+    r1 = spread_relevance(desc, np.array([3.0]), field.grid_shape, field.cell, weights)
+    assert r1.sum() == pytest.approx(3.0)
+    # HOF weights: 5 px/frame on the 15 moving voxels, the still threshold (1) on the other 225.
+    assert r1[:, 1, 1].sum() == pytest.approx(3.0 * 75 / (75 + 225))
+    uniform = spread_relevance(desc, np.array([3.0]), field.grid_shape, field.cell)
+    assert uniform[:, 1, 1].sum() == pytest.approx(3.0 * 15 / 240)
+
+
+def test_weighted_spreading_of_a_motionless_cube_falls_back_to_uniform():
+    from actionlrp.descriptors import spread_relevance, voxel_weights
+
+    field = field_of(np.zeros((15, 4, 4, 2)))
+    desc = describe(field)
+    weights = voxel_weights(field)["mbhx"]
+    assert weights.sum() == 0
+    r1 = spread_relevance(desc, np.array([2.0]), field.grid_shape, field.cell, weights)
+    assert np.allclose(r1, 2.0 / r1.size)

@@ -7,6 +7,9 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
 
 from actionlrp.errors import ActionLRPError
 
@@ -50,6 +53,189 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_params(args: argparse.Namespace) -> dict:
+    return {
+        "motion": args.motion,
+        "n_components": args.k,
+        "pca_dims": args.pca,
+        "C": args.C,
+        "random_state": args.seed,
+        "n_jobs": args.jobs,
+        "cache_dir": args.cache,
+        "progress": not args.json,
+        "transcode": args.transcode,
+    }
+
+
+def _exit_code(n_failed: int, n_total: int) -> int:
+    return 0 if n_failed == 0 else (1 if n_failed < n_total else 2)
+
+
+def _report_failures(failed: Sequence[str]) -> None:
+    for message in failed:
+        print(f"actionlrp: skipped {message}", file=sys.stderr)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from actionlrp.synthetic import make_dataset
+
+    start = time.perf_counter()
+    info = make_dataset(
+        args.out,
+        classes=args.classes,
+        clips_per_class=args.clips_per_class,
+        seed=args.seed,
+        progress=not args.json,
+    )
+    result = {
+        "out": str(args.out),
+        "classes": list(info.classes),
+        "train": len(info.train),
+        "test": len(info.test),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    _print(result, args.json)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from actionlrp.datasets import load_split
+    from actionlrp.model import ActionModel
+
+    start = time.perf_counter()
+    split = load_split(args.data, layout=args.layout, splits_dir=args.splits, split=args.split)
+    model = ActionModel(**_model_params(args)).fit(
+        [c.path for c in split.train], [c.label for c in split.train]
+    )
+    out = model.save(args.out)
+    failed = [message for _, message in model.failures_]
+    _report_failures(failed)
+    result = {
+        "model": str(out),
+        "classes": [str(c) for c in model.classes_],
+        "n_clips": len(split.train),
+        "n_failed": len(failed),
+        "C": float(model.classifier_.C_),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    _print(result, args.json)
+    return _exit_code(len(failed), len(split.train))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from actionlrp.datasets import load_split
+    from actionlrp.model import ActionModel, evaluate_clips
+
+    start = time.perf_counter()
+    model = ActionModel.load(args.model)
+    model.n_jobs, model.cache_dir, model.progress = args.jobs, args.cache, not args.json
+    split = load_split(args.data, layout=args.layout, splits_dir=args.splits, split=args.split)
+    clips = split.test or split.train
+    report = evaluate_clips(model, clips)
+    _report_failures(report.pop("failed"))
+    report["seconds"] = round(time.perf_counter() - start, 3)
+    if not args.json:
+        report["confusion_matrix"] = "\n" + _matrix(report["confusion_matrix"], report["classes"])
+    _print(report, args.json)
+    return _exit_code(report["n_failed"], len(clips))
+
+
+def _matrix(rows: list[list[int]], classes: list[str]) -> str:
+    width = max(6, *(len(c) for c in classes))
+    lines = [" " * width + " " + " ".join(f"{c[:width]:>{width}}" for c in classes)]
+    for name, row in zip(classes, rows, strict=True):
+        lines.append(f"{name:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+    return "\n".join(lines)
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    from actionlrp.datasets import folder_dataset, read_groups
+    from actionlrp.model import cross_validate
+
+    start = time.perf_counter()
+    clips = folder_dataset(args.data)
+    groups = read_groups(args.groups) if args.groups else None
+    report = cross_validate(clips, n_folds=args.folds, groups=groups, **_model_params(args))
+    report["seconds"] = round(time.perf_counter() - start, 3)
+    _print(report, args.json)
+    return _exit_code(report["n_failed"], report["n_clips"])
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from actionlrp.model import ActionModel
+
+    model = ActionModel.load(args.model)
+    model.n_jobs, model.cache_dir, model.progress = args.jobs, args.cache, not args.json
+    result = model.extract(args.videos)
+    failed = dict((str(p), m) for p, m in result.failures)
+    kept = [d for d in result.descriptors if d is not None]
+    scores = model.decision_function_descriptors(kept) if kept else np.zeros((0, 0))
+    clips, row = [], 0
+    for video, desc in zip(args.videos, result.descriptors, strict=True):
+        if desc is None:
+            clips.append({"video": video, "error": failed.get(str(Path(video)), "failed")})
+            continue
+        per_class = {
+            str(c): round(float(v), 6) for c, v in zip(model.classes_, scores[row], strict=True)
+        }
+        clips.append(
+            {
+                "video": video,
+                "class": str(model.classes_[scores[row].argmax()]),
+                "scores": per_class,
+            }
+        )
+        row += 1
+    _report_failures(list(failed.values()))
+    if args.json:
+        print(json.dumps({"clips": clips, "n_failed": len(failed)}))
+    else:
+        for clip in clips:
+            if "error" in clip:
+                continue
+            top = sorted(clip["scores"].items(), key=lambda kv: -kv[1])[:3]
+            ranked = ", ".join(f"{c} {v:+.3f}" for c, v in top)
+            print(f"{clip['video']}: {clip['class']}  ({ranked})")
+    return _exit_code(len(failed), len(args.videos))
+
+
+def cmd_reproduce_hmdb51(args: argparse.Namespace) -> int:
+    from actionlrp.model import reproduce_hmdb51
+
+    start = time.perf_counter()
+    report = reproduce_hmdb51(args.root, args.splits, **_model_params(args))
+    report["seconds"] = round(time.perf_counter() - start, 3)
+    if not args.json:
+        for s in report["splits"]:
+            print(f"split {s['split']}: accuracy {s['accuracy']:.4f}  mean AP {s['mean_ap']:.4f}")
+        print(
+            f"mean: accuracy {report['accuracy']:.4f} ± {report['accuracy_std']:.4f}  "
+            f"mean AP {report['mean_ap']:.4f} ± {report['mean_ap_std']:.4f}"
+        )
+        return 0
+    _print(report, True)
+    return 0
+
+
+def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
+    if motion:
+        p.add_argument("--motion", choices=("mv", "flow"), default="mv", help="motion source")
+        p.add_argument("--k", type=int, default=256, help="GMM components per feature type")
+        p.add_argument("--pca", type=int, default=None, help="PCA dims per feature type")
+        p.add_argument("--C", type=float, default=None, help="SVM C (default: cross-validated)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--transcode", action="store_true", help="re-encode codecs without vectors")
+    p.add_argument("--jobs", type=int, default=2, help="extraction processes (default 2)")
+    p.add_argument("--cache", default=None, help="descriptor cache folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _add_layout_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layout", choices=("folders", "hmdb51", "ucf101"), default="folders")
+    p.add_argument("--splits", default=None, help="folder of the official split files")
+    p.add_argument("--split", type=int, default=1, help="split number (HMDB51 / UCF101)")
+
+
 def _add_motion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", help="video file")
     p.add_argument(
@@ -88,6 +274,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="descriptor normalisation (default root: L1 then square root)",
     )
     p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("synth", help="write the built-in synthetic action dataset")
+    p.add_argument("out", help="output folder (gets train/ and test/)")
+    p.add_argument("--classes", type=int, default=6)
+    p.add_argument("--clips-per-class", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train a model on a dataset's training clips")
+    p.add_argument("data", help="dataset folder")
+    p.add_argument("--out", required=True, help="model file to write (.npz)")
+    _add_layout_options(p)
+    _add_model_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, mean AP, per-class AP, confusion matrix")
+    p.add_argument("data", help="dataset folder (its test split)")
+    p.add_argument("--model", required=True)
+    _add_layout_options(p)
+    _add_model_options(p, motion=False)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("cv", help="group-aware k-fold cross-validation on a folder dataset")
+    p.add_argument("data", help="dataset folder (ROOT/<class>/<clip>)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--groups", default=None, help="CSV clip,label,source_video")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("predict", help="class and per-class scores of clips")
+    p.add_argument("videos", nargs="+")
+    p.add_argument("--model", required=True)
+    _add_model_options(p, motion=False)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("reproduce-hmdb51", help="the paper's protocol on HMDB51 (3 splits)")
+    p.add_argument("--root", required=True, help="HMDB51 videos: ROOT/<class>/<clip>.avi")
+    p.add_argument("--splits", required=True, help="folder of <class>_test_split<N>.txt files")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_reproduce_hmdb51)
     return parser
 
 

@@ -21,3 +21,7 @@ class ModelFileError(ActionLRPError):
 
 class DatasetError(ActionLRPError):
     """A dataset folder, split file or group file is missing or malformed."""
+
+
+class EmptyClipError(ActionLRPError):
+    """A clip has no local descriptors (N = 0), so it has no Fisher vector."""

@@ -1,0 +1,105 @@
+"""Recognition accuracy and cost, measured in one run (results go to the README).
+
+1. The built-in synthetic dataset: train on its train split, accuracy on its test split.
+2. ../shared/data/fight-dev (real CCTV fight / no-fight, 100 clips): group 5-fold CV accuracy and
+   mean AP with ``--motion mv`` and ``--motion flow`` side by side, with their total times.
+
+    python benchmarks/bench_recognition.py [--data ../shared/data] [--k 256] [--skip-builtin]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from actionlrp.datasets import folder_dataset, load_split, read_groups
+from actionlrp.model import ActionModel, cross_validate, evaluate_clips
+from actionlrp.synthetic import make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def builtin(k: int, pca: int | None, cache: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="actionlrp-builtin-") as tmp:
+        start = time.perf_counter()
+        make_dataset(tmp, seed=0)
+        made = time.perf_counter() - start
+        split = load_split(tmp)
+        start = time.perf_counter()
+        model = ActionModel(n_components=k, pca_dims=pca, cache_dir=cache, progress=False).fit(
+            [c.path for c in split.train], [c.label for c in split.train]
+        )
+        trained = time.perf_counter() - start
+        report = evaluate_clips(model, split.test)
+    return {
+        "train_clips": len(split.train),
+        "test_clips": len(split.test),
+        "accuracy": report["accuracy"],
+        "mean_ap": report["mean_ap"],
+        "generate_seconds": round(made, 1),
+        "train_seconds": round(trained, 1),
+    }
+
+
+def fight_dev(data: Path, motion: str, k: int, pca: int | None, cache: str, **extra) -> dict:
+    folder = data / "fight-dev"
+    clips = folder_dataset(folder)
+    groups = read_groups(folder / "groups.csv")
+    start = time.perf_counter()
+    report = cross_validate(
+        clips,
+        n_folds=5,
+        groups=groups,
+        motion=motion,
+        n_components=k,
+        pca_dims=pca,
+        cache_dir=cache,
+        progress=False,
+        **extra,
+    )
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--k", type=int, default=256)
+    parser.add_argument("--pca", type=int, default=None)
+    parser.add_argument("--skip-builtin", action="store_true")
+    parser.add_argument("--skip-flow", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="actionlrp-cache-") as cache:
+        if not args.skip_builtin:
+            results["builtin"] = builtin(args.k, args.pca, cache)
+        data = Path(args.data)
+        if (data / "fight-dev").is_dir():
+            results["fight_mv"] = fight_dev(data, "mv", args.k, args.pca, cache)
+            if not args.skip_flow:
+                results["fight_flow"] = fight_dev(data, "flow", args.k, args.pca, cache)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    if "builtin" in results:
+        b = results["builtin"]
+        print(
+            f"built-in dataset: {b['train_clips']} train / {b['test_clips']} test clips, "
+            f"accuracy {b['accuracy']:.3f}, mean AP {b['mean_ap']:.3f} "
+            f"(generate {b['generate_seconds']} s, train {b['train_seconds']} s)"
+        )
+    rows = [(name, r) for name, r in results.items() if name.startswith("fight")]
+    if rows:
+        print("\nfight-dev, group 5-fold CV (100 clips)")
+        print(f"{'motion':<8} {'accuracy':>9} {'mean AP':>8} {'seconds':>8}")
+        for name, r in rows:
+            print(f"{name[6:]:<8} {r['accuracy']:>9.3f} {r['mean_ap']:>8.3f} {r['seconds']:>8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

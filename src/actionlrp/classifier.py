@@ -1,0 +1,288 @@
+"""One-vs-rest linear SVM on Fisher vectors and its evaluation (DESIGN §4).
+
+The score of class c is exactly ``f_c(x) = w_c · Φ + b_c`` (`LinearClassifier.decision_function`),
+the form the relevance step decomposes (DESIGN §5: ``R(3)_d = w_cd Φ_d + b_c / D``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.metrics import average_precision_score, confusion_matrix
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.svm import LinearSVC
+from sklearn.utils.validation import check_is_fitted
+
+
+class LinearClassifier(BaseEstimator):
+    """One-vs-rest linear SVM (`sklearn.svm.LinearSVC`) with C chosen by cross-validation.
+
+    Parameters
+    ----------
+    C : float, optional
+        SVM regularisation constant. None: choose it from ``Cs`` by stratified
+        cross-validation (accuracy) on the training set.
+    Cs : sequence of float, default (0.01, 0.1, 1.0, 10.0, 100.0)
+        Candidates for C; among equally accurate ones the first is taken.
+    cv : int, default 3
+        Folds, reduced to the size of the smallest class when that is smaller. A class with a
+        single training example leaves no fold to test on: then C is the middle value of the
+        sorted ``Cs`` (1.0 by default) and a warning says so.
+    class_weight : None, "balanced" or dict, default None
+        Passed to `LinearSVC`.
+    random_state : int, default 0
+        Seed of the fold shuffling and of `LinearSVC`'s coordinate descent.
+    max_iter : int, default 10_000
+        Iterations of `LinearSVC`.
+
+    Attributes
+    ----------
+    classes_ : ndarray, shape (n_classes,), str
+        Class names, sorted.
+    coef_ : ndarray, shape (n_classes, D), float64
+        w_c, one row per class; with two classes the rows are ``−w`` and ``w``.
+    intercept_ : ndarray, shape (n_classes,), float64
+        b_c; with two classes ``−b`` and ``b``.
+    C_ : float
+        The C used for the final fit.
+    cv_scores_ : ndarray, shape (len(Cs),), float64
+        Mean cross-validated accuracy of each candidate; NaN where no cross-validation ran
+        (``C`` given, or a class too small).
+    """
+
+    def __init__(
+        self,
+        C: float | None = None,
+        Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0, 100.0),
+        cv: int = 3,
+        class_weight: str | Mapping[str, float] | None = None,
+        random_state: int = 0,
+        max_iter: int = 10_000,
+    ):
+        self.C = C
+        self.Cs = Cs
+        self.cv = cv
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.max_iter = max_iter
+
+    def _svm(self, c: float) -> LinearSVC:
+        return LinearSVC(
+            C=c,
+            class_weight=self.class_weight,
+            random_state=self.random_state,
+            max_iter=self.max_iter,
+        )
+
+    def fit(self, X: np.ndarray, y: Sequence[str]) -> LinearClassifier:
+        """Choose C (if not given) and fit the one-vs-rest SVM.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_clips, D)
+            Normalised Fisher vectors Φ, one row per clip.
+        y : sequence of str, length n_clips
+            Class names; at least two distinct ones.
+
+        Returns
+        -------
+        self
+        """
+        X = _check_features(X, "X")
+        y = np.asarray(y, dtype=str)
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"y must be 1-D with one label per row of X ({X.shape[0]}), got shape {y.shape}"
+            )
+        classes, counts = np.unique(y, return_counts=True)
+        if classes.size < 2:
+            raise ValueError(f"y must contain at least 2 classes, got {classes.tolist()}")
+        Cs = [float(c) for c in self.Cs]
+        if self.C is None and not Cs:
+            raise ValueError("Cs must list at least one candidate when C is None")
+        if self.C is not None and not self.C > 0:
+            raise ValueError(f"C must be positive, got {self.C!r}")
+        if not isinstance(self.cv, int | np.integer) or self.cv < 2:
+            raise ValueError(f"cv must be an int ≥ 2, got {self.cv!r}")
+
+        self.cv_scores_ = np.full(len(Cs), np.nan)
+        if self.C is not None:
+            self.C_ = float(self.C)
+        elif counts.min() < 2:
+            self.C_ = sorted(Cs)[len(Cs) // 2]
+            small = classes[counts < 2].tolist()
+            warnings.warn(
+                f"y: classes {small} have a single training clip, too few to cross-validate; "
+                f"using C = {self.C_}",
+                stacklevel=2,
+            )
+        else:
+            folds = StratifiedKFold(
+                n_splits=int(min(self.cv, counts.min())),
+                shuffle=True,
+                random_state=self.random_state,
+            )
+            for i, c in enumerate(Cs):
+                self.cv_scores_[i] = cross_val_score(
+                    self._svm(c), X, y, cv=folds, scoring="accuracy"
+                ).mean()
+            self.C_ = Cs[int(np.argmax(self.cv_scores_))]
+
+        svm = self._svm(self.C_).fit(X, y)
+        self.classes_ = svm.classes_.astype(str)
+        if self.classes_.size == 2:  # one score per class: f_0 = −f_1
+            self.coef_ = np.concatenate([-svm.coef_, svm.coef_]).astype(np.float64)
+            self.intercept_ = np.concatenate([-svm.intercept_, svm.intercept_]).astype(np.float64)
+        else:
+            self.coef_ = svm.coef_.astype(np.float64)
+            self.intercept_ = svm.intercept_.astype(np.float64)
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Scores ``f_c(x) = w_c · Φ + b_c`` (DESIGN §4), exactly ``X @ coef_.T + intercept_``.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_clips, D)
+
+        Returns
+        -------
+        ndarray, shape (n_clips, n_classes), float64
+        """
+        check_is_fitted(self, "coef_")
+        X = _check_features(X, "X")
+        if X.shape[1] != self.coef_.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} columns, expected {self.coef_.shape[1]} (the FV dimension "
+                "the classifier was trained on)"
+            )
+        return X @ self.coef_.T + self.intercept_
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class names of the highest scores, shape (n_clips,)."""
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The learned arrays, for an npz file (no pickle: class names are a unicode array).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``classes`` (n_classes,) str, ``coef`` (n_classes, D), ``intercept`` (n_classes,),
+            ``C`` () and ``cv_scores`` (len(Cs),), float64.
+        """
+        check_is_fitted(self, "coef_")
+        return {
+            "classes": self.classes_,
+            "coef": self.coef_,
+            "intercept": self.intercept_,
+            "C": np.asarray(self.C_),
+            "cv_scores": self.cv_scores_,
+        }
+
+    @classmethod
+    def from_state(
+        cls, params: Mapping[str, Any], state: Mapping[str, np.ndarray]
+    ) -> LinearClassifier:
+        """Rebuild a fitted classifier from `get_params` and `get_state`.
+
+        Raises
+        ------
+        ValueError
+            A state array is missing or the shapes disagree.
+        """
+        params = dict(params)
+        if isinstance(params.get("Cs"), list):
+            params["Cs"] = tuple(params["Cs"])
+        model = cls(**params)
+        try:
+            classes = np.asarray(state["classes"], dtype=str)
+            coef = np.asarray(state["coef"], np.float64)
+            intercept = np.asarray(state["intercept"], np.float64)
+            c = float(state["C"])
+            cv_scores = np.asarray(state.get("cv_scores", np.full(len(model.Cs), np.nan)))
+        except KeyError as missing:
+            raise ValueError(f"state: missing array {missing.args[0]!r}") from None
+        if classes.ndim != 1 or coef.ndim != 2 or coef.shape[0] != classes.size:
+            raise ValueError(
+                f"state: coef has shape {coef.shape}, expected ({classes.size}, D) for "
+                f"{classes.size} classes"
+            )
+        if intercept.shape != (classes.size,):
+            raise ValueError(
+                f"state: intercept has shape {intercept.shape}, expected ({classes.size},)"
+            )
+        model.classes_, model.coef_, model.intercept_ = classes, coef, intercept
+        model.C_, model.cv_scores_ = c, cv_scores.astype(np.float64)
+        return model
+
+
+def evaluate_scores(
+    y_true: Sequence[str], scores: np.ndarray, classes: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, average precision per class and its mean, confusion matrix (DESIGN §4).
+
+    Parameters
+    ----------
+    y_true : sequence of str, length n_clips
+        True class names; each must be in ``classes``.
+    scores : ndarray, shape (n_clips, n_classes)
+        Class scores, columns in the order of ``classes`` (e.g. `decision_function`).
+    classes : sequence of str
+        Class names of the score columns.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (float: fraction of clips whose highest score is their class),
+        ``mean_ap`` (float: mean of the per-class APs that are defined),
+        ``per_class_ap`` (dict class → average precision of that column's scores, one class
+        against the rest; None for a class with no clip in ``y_true``),
+        ``confusion_matrix`` (nested list of int, rows = true, columns = predicted, in
+        ``classes`` order), ``n_clips`` (int).
+    """
+    if isinstance(classes, str) or isinstance(y_true, str):
+        raise ValueError("classes and y_true must be sequences of class names, not one str")
+    classes = np.asarray(classes, dtype=str)
+    y_true = np.asarray(y_true, dtype=str)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape != (y_true.size, classes.size):
+        raise ValueError(
+            f"scores must have shape (n_clips, n_classes) = ({y_true.size}, {classes.size}), "
+            f"got {scores.shape}"
+        )
+    if y_true.size == 0:
+        raise ValueError("y_true is empty: nothing to evaluate")
+    unknown = sorted(set(y_true.tolist()) - set(classes.tolist()))
+    if unknown:
+        raise ValueError(f"y_true has classes not in classes: {unknown}")
+    predicted = classes[np.argmax(scores, axis=1)]
+    per_class_ap: dict[str, float | None] = {}
+    for j, c in enumerate(classes.tolist()):
+        positive = y_true == c
+        per_class_ap[c] = (
+            float(average_precision_score(positive, scores[:, j])) if positive.any() else None
+        )
+    defined = [ap for ap in per_class_ap.values() if ap is not None]
+    return {
+        "accuracy": float(np.mean(predicted == y_true)),
+        "mean_ap": float(np.mean(defined)),  # y_true is non-empty: at least one is defined
+        "per_class_ap": per_class_ap,
+        "confusion_matrix": confusion_matrix(y_true, predicted, labels=classes).tolist(),
+        "n_clips": int(y_true.size),
+    }
+
+
+def _check_features(X: np.ndarray, name: str) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"{name} must be 2-D (n_clips, D) with at least one row, got {X.shape}")
+    if not np.issubdtype(X.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return X

@@ -1,0 +1,673 @@
+"""Improved Fisher vectors of local descriptors (DESIGN §3) and their relevance step (DESIGN §5).
+
+Forward: for each feature type f, the clip's descriptors are projected (optional PCA), softly
+assigned to the K components of a diagonal GMM, and summarised by the gradient statistics
+
+    Ψ^μ_ki = Σ_l γ_lk u_lki / (N √π_k),    Ψ^σ_ki = Σ_l γ_lk (u_lki² − 1) / (N √(2π_k)),
+
+with ``u_lki = (x_li − μ_ki) / σ_ki``. Ψ = [Ψ_HOF, Ψ_MBHx, Ψ_MBHy]; each type's block is
+``[Ψ^μ (K·d, k-major), Ψ^σ (K·d, k-major)]``. Φ = sign(Ψ)|Ψ|^½ / ‖sign(Ψ)|Ψ|^½‖₂.
+
+Backward: the contribution of descriptor l to dimension d of Ψ is ``z_ld`` (the summand above),
+so ``Ψ_d = Σ_l z_ld`` and the ε-rule hands R(3) back to the descriptors as
+``R(2)_l = Σ_d z_ld R(3)_d / (Ψ_d + ε sign Ψ_d)``.
+
+Both directions are matrix products over blocks of descriptors; no N × D matrix is ever built and
+there is no loop over descriptors or components.
+
+Precision
+---------
+The log-likelihoods behind γ are float32 GEMMs on data centred on the mixture's mean (which keeps
+the expanded quadratic form from cancelling much): γ is float32-accurate, on real descriptors to
+~1e-4 relative where γ > 1e-3, and Ψ then agrees with an all-float64 computation to ~1e-5 of its
+largest entry — far below what the classifier can see. Everything downstream of γ — the
+projection and centring, the statistics Γᵀ X and Γᵀ (X∘X), Ψ, and the relevance products — is
+float64, because Ψ^σ = (S2 − 2μ S1 + μ² S0)/σ² − S0 cancels heavily. So, for the γ the encoder
+uses (`FisherEncoder.soft_assignments`), Ψ_d = Σ_l z_ld and Σ_l R(2)_l = Σ_d Ψ_d a_d hold to
+float64 round-off, which is what the ε-rule's conservation needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
+from sklearn.utils.validation import check_is_fitted
+
+from actionlrp.descriptors import FEATURE_TYPES, LocalDescriptors
+from actionlrp.errors import EmptyClipError
+
+#: Descriptors per block of the matrix products. Memory stays at a few MB whatever the clip's
+#: length, and a block's γ (2048 × 256 float64: 4 MB) stays in cache: 2048 encoded ~20 % faster
+#: than 4096–16384 in benchmarks/bench_fisher.py. Blocks' statistics are summed in float64.
+CHUNK_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class FisherVector:
+    """The Fisher vector of one clip.
+
+    Attributes
+    ----------
+    psi : ndarray, shape (D,), float64
+        Unnormalised Ψ (DESIGN §3), the concatenation of the feature types' blocks.
+    phi : ndarray, shape (D,), float64
+        Normalised Φ = sign(Ψ)|Ψ|^½ / ‖sign(Ψ)|Ψ|^½‖₂ (all zeros if Ψ is all zeros).
+    n_descriptors : int
+        N, the number of local descriptors encoded.
+    """
+
+    psi: np.ndarray
+    phi: np.ndarray
+    n_descriptors: int
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Derived float32 / float64 matrices of one feature type, built once from the state."""
+
+    projection: np.ndarray | None  # (d_in, d) float64: PCA components transposed, or None
+    offset: np.ndarray  # (d,) float64: subtracted after projection (PCA mean and centre)
+    # (2d + 1, K) float32: rows μ'/σ², −½/σ², and log π − Σ log σ − ½ Σ μ'²/σ²
+    loglik_weights: np.ndarray
+    means: np.ndarray  # (K, d) float64: μ' = μ − centre
+    sigmas: np.ndarray  # (K, d) float64
+    sqrt_weights: np.ndarray  # (K,) float64: √π
+
+
+def power_l2_normalise(psi: np.ndarray) -> np.ndarray:
+    """Φ = sign(Ψ)|Ψ|^½ / ‖sign(Ψ)|Ψ|^½‖₂ (DESIGN §3); all zeros when Ψ is all zeros.
+
+    Parameters
+    ----------
+    psi : ndarray, shape (..., D)
+
+    Returns
+    -------
+    ndarray, shape (..., D), float64
+    """
+    root = np.sign(psi) * np.sqrt(np.abs(psi, dtype=np.float64))
+    norm = np.linalg.norm(root, axis=-1, keepdims=True)
+    return np.divide(root, norm, out=np.zeros_like(root), where=norm > 0)
+
+
+class FisherEncoder(BaseEstimator):
+    """Improved Fisher vector encoder: per feature type, optional PCA and a diagonal GMM.
+
+    Parameters
+    ----------
+    n_components : int, default 256
+        K, Gaussian components per feature type.
+    pca_dims : None, int or dict of str to int or None, default None
+        Dimensions kept by PCA (no whitening): None keeps the descriptors as they are, an int
+        applies to every feature type, a dict gives it per type (missing types: no PCA).
+    max_samples : int, default 100_000
+        Descriptors sampled uniformly over all training clips to fit PCA and GMM.
+    feature_types : tuple of str, default ("hof", "mbhx", "mbhy")
+        Feature types encoded, in the order of their blocks in Ψ.
+    reg_covar : float, default 1e-4
+        Added to the GMM's variances (`sklearn.mixture.GaussianMixture`), in squared descriptor
+        units.
+    max_iter : int, default 100
+        EM iterations of the GMM.
+    random_state : int, default 0
+        Seed of the sampling, PCA and GMM: the same seed and data give the same encoder.
+
+    Attributes
+    ----------
+    input_dims_ : dict of str to int
+        Descriptor dimensions per feature type (108, 96, 96).
+    dims_ : dict of str to int
+        d per feature type after PCA.
+    pca_mean_, pca_components_ : dict of str to ndarray
+        For the types with PCA only: mean (d_in,) and components (d, d_in), float64.
+    weights_ : dict of str to ndarray, shape (K,)
+        Mixture weights π_k, float64.
+    means_ : dict of str to ndarray, shape (K, d)
+        Component means μ_k, float64, in the PCA space.
+    sigmas_ : dict of str to ndarray, shape (K, d)
+        Component standard deviations σ_k, float64.
+    blocks_ : dict of str to slice
+        Where each feature type's block lies in Ψ: its first K·d entries are Ψ^μ, the next K·d
+        Ψ^σ, both k-major (index ``k·d + i``).
+    fv_dim_ : int
+        D, the length of Ψ: Σ_f 2·K·d_f.
+    n_training_samples_ : int
+        Descriptors actually sampled to fit (set by `fit` only; not part of the state).
+    """
+
+    def __init__(
+        self,
+        n_components: int = 256,
+        pca_dims: int | Mapping[str, int | None] | None = None,
+        max_samples: int = 100_000,
+        feature_types: Sequence[str] = FEATURE_TYPES,
+        reg_covar: float = 1e-4,
+        max_iter: int = 100,
+        random_state: int = 0,
+    ):
+        self.n_components = n_components
+        self.pca_dims = pca_dims
+        self.max_samples = max_samples
+        self.feature_types = feature_types
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    # ----------------------------------------------------------------------------------------
+    # Fitting and state
+
+    def fit(self, descriptors: Iterable[LocalDescriptors]) -> FisherEncoder:
+        """Fit PCA (optional) and a diagonal GMM per feature type on sampled descriptors.
+
+        Parameters
+        ----------
+        descriptors : sequence (or any iterable) of LocalDescriptors
+            The training clips; read once, in order. At most ``max_samples`` descriptors (the
+            same cubes for every feature type) are kept, a uniform sample over all clips.
+
+        Returns
+        -------
+        self
+        """
+        types = self._check_params()
+        samples = self._sample(descriptors, types)
+        self.input_dims_ = {f: samples[f].shape[1] for f in types}
+        self.pca_mean_, self.pca_components_ = {}, {}
+        self.weights_, self.means_, self.sigmas_ = {}, {}, {}
+        for f in types:
+            x = samples[f].astype(np.float64)
+            dims = self._pca_dims_of(f)
+            if dims is not None:
+                if not isinstance(dims, int | np.integer) or not 1 <= dims <= min(x.shape):
+                    raise ValueError(
+                        f"pca_dims for {f!r} must be between 1 and min(n_samples, "
+                        f"{x.shape[1]}) = {min(x.shape)}, got {dims}"
+                    )
+                pca = PCA(n_components=dims, whiten=False, random_state=self.random_state)
+                x = pca.fit_transform(x)
+                self.pca_mean_[f] = pca.mean_.astype(np.float64)
+                self.pca_components_[f] = pca.components_.astype(np.float64)
+            gmm = GaussianMixture(
+                n_components=self.n_components,
+                covariance_type="diag",
+                reg_covar=self.reg_covar,
+                max_iter=self.max_iter,
+                random_state=self.random_state,
+            ).fit(x)
+            self.weights_[f] = gmm.weights_.astype(np.float64)
+            self.means_[f] = gmm.means_.astype(np.float64)
+            self.sigmas_[f] = np.sqrt(gmm.covariances_).astype(np.float64)
+        self._finish_state(types)
+        return self
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The learned arrays under flat names, for an npz file (no pickle).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``"<type>/weights"`` (K,), ``"<type>/means"`` (K, d), ``"<type>/sigmas"`` (K, d)
+            and, for types with PCA, ``"<type>/pca_mean"`` (d_in,) and
+            ``"<type>/pca_components"`` (d, d_in); float64. With `get_params` this is
+            everything `from_state` needs.
+        """
+        check_is_fitted(self, "weights_")
+        state = {}
+        for f in self.feature_types:
+            state[f"{f}/weights"] = self.weights_[f]
+            state[f"{f}/means"] = self.means_[f]
+            state[f"{f}/sigmas"] = self.sigmas_[f]
+            if f in self.pca_mean_:
+                state[f"{f}/pca_mean"] = self.pca_mean_[f]
+                state[f"{f}/pca_components"] = self.pca_components_[f]
+        return state
+
+    @classmethod
+    def from_state(
+        cls, params: Mapping[str, Any], state: Mapping[str, np.ndarray]
+    ) -> FisherEncoder:
+        """Rebuild a fitted encoder from `get_params` and `get_state` (e.g. read from JSON + npz).
+
+        ``input_dims_`` is taken from the PCA components, or equals d without PCA; a list for
+        ``feature_types`` (JSON has no tuples) is accepted.
+
+        Raises
+        ------
+        ValueError
+            A state array is missing, or shapes disagree with each other or with ``params``
+            (``n_components``, ``pca_dims``).
+        """
+        params = dict(params)
+        if isinstance(params.get("feature_types"), list):
+            params["feature_types"] = tuple(params["feature_types"])
+        encoder = cls(**params)
+        types = encoder._check_params()
+        encoder.pca_mean_, encoder.pca_components_ = {}, {}
+        encoder.weights_, encoder.means_, encoder.sigmas_ = {}, {}, {}
+        encoder.input_dims_ = {}
+        for f in types:
+            try:
+                weights = np.asarray(state[f"{f}/weights"], np.float64)
+                means = np.asarray(state[f"{f}/means"], np.float64)
+                sigmas = np.asarray(state[f"{f}/sigmas"], np.float64)
+            except KeyError as missing:
+                raise ValueError(f"state: missing array {missing.args[0]!r}") from None
+            k = encoder.n_components
+            if weights.shape != (k,) or means.ndim != 2 or means.shape[0] != k:
+                raise ValueError(
+                    f"state: {f!r} weights / means have shapes {weights.shape} / {means.shape}, "
+                    f"expected ({k},) / ({k}, d) for n_components={k}"
+                )
+            if sigmas.shape != means.shape or not np.all(sigmas > 0):
+                raise ValueError(
+                    f"state: {f!r} sigmas must be positive with the means' shape {means.shape}"
+                )
+            d = means.shape[1]
+            pca_dims = encoder._pca_dims_of(f)
+            if pca_dims is not None:
+                try:
+                    components = np.asarray(state[f"{f}/pca_components"], np.float64)
+                    mean = np.asarray(state[f"{f}/pca_mean"], np.float64)
+                except KeyError as missing:
+                    raise ValueError(
+                        f"state: missing array {missing.args[0]!r} (pca_dims={pca_dims} for {f!r})"
+                    ) from None
+                if (
+                    d != pca_dims
+                    or components.shape[:1] != (d,)
+                    or components.ndim != 2
+                    or mean.shape != (components.shape[1],)
+                ):
+                    raise ValueError(
+                        f"state: {f!r} PCA components {components.shape}, mean {mean.shape} and "
+                        f"means {means.shape} do not agree with pca_dims={pca_dims}"
+                    )
+                encoder.pca_mean_[f], encoder.pca_components_[f] = mean, components
+                encoder.input_dims_[f] = components.shape[1]
+            elif f"{f}/pca_components" in state:
+                raise ValueError(f"state: {f!r} has PCA arrays but pca_dims gives it no PCA")
+            else:
+                encoder.input_dims_[f] = d
+            encoder.weights_[f], encoder.means_[f], encoder.sigmas_[f] = weights, means, sigmas
+        encoder._finish_state(types)
+        return encoder
+
+    def _check_params(self) -> tuple[str, ...]:
+        types = tuple(self.feature_types)
+        if not types or len(set(types)) != len(types):
+            raise ValueError(f"feature_types must be distinct and non-empty, got {types!r}")
+        if not isinstance(self.n_components, int | np.integer) or self.n_components < 1:
+            raise ValueError(f"n_components must be a positive int, got {self.n_components!r}")
+        if not isinstance(self.max_samples, int | np.integer) or self.max_samples < 1:
+            raise ValueError(f"max_samples must be a positive int, got {self.max_samples!r}")
+        if isinstance(self.pca_dims, Mapping):
+            unknown = set(self.pca_dims) - set(types)
+            if unknown:
+                raise ValueError(
+                    f"pca_dims names feature types not in feature_types: {sorted(unknown)}"
+                )
+        elif self.pca_dims is not None and not isinstance(self.pca_dims, int | np.integer):
+            raise ValueError(
+                f"pca_dims must be None, an int or a dict per feature type, got {self.pca_dims!r}"
+            )
+        if not self.reg_covar >= 0:
+            raise ValueError(f"reg_covar must be ≥ 0, got {self.reg_covar!r}")
+        return types
+
+    def _pca_dims_of(self, feature: str) -> int | None:
+        if isinstance(self.pca_dims, Mapping):
+            return self.pca_dims.get(feature)
+        return self.pca_dims
+
+    def _sample(
+        self, descriptors: Iterable[LocalDescriptors], types: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
+        """Uniform sample without replacement of at most ``max_samples`` cubes, in one pass.
+
+        Every descriptor gets a random key; the sample is the ``max_samples`` smallest keys.
+        Rows whose key exceeds the current ``max_samples``-th smallest are never kept, so memory
+        stays near 2 × ``max_samples`` rows.
+        """
+        rng = np.random.default_rng(self.random_state)
+        limit = int(self.max_samples)
+        keys: list[np.ndarray] = []
+        rows: dict[str, list[np.ndarray]] = {f: [] for f in types}
+        threshold, buffered, n_clips, n_total = np.inf, 0, 0, 0
+        dims: dict[str, int] | None = None
+        for desc in descriptors:
+            n = _n_descriptors(desc, types, dims, allow_empty=True)
+            if dims is None and n > 0:
+                dims = {f: desc.features[f].shape[1] for f in types}
+            n_clips += 1
+            n_total += n
+            key = rng.random(n)
+            chosen = np.flatnonzero(key < threshold)
+            if chosen.size == 0:
+                continue
+            keys.append(key[chosen])
+            for f in types:
+                rows[f].append(np.asarray(desc.features[f], np.float32)[chosen])
+            buffered += chosen.size
+            if buffered >= 2 * limit:
+                keys, rows, threshold = _smallest_keys(keys, rows, limit)
+                buffered = limit
+        if n_clips == 0:
+            raise ValueError("descriptors: no clips given to fit the Fisher encoder")
+        if n_total < self.n_components:
+            raise ValueError(
+                f"descriptors: {n_total} descriptors in {n_clips} clips, fewer than "
+                f"n_components={self.n_components}; give more clips or lower n_components"
+            )
+        keys, rows, _ = _smallest_keys(keys, rows, limit)
+        self.n_training_samples_ = int(keys[0].size)
+        return {f: rows[f][0] for f in types}
+
+    def _finish_state(self, types: tuple[str, ...]) -> None:
+        """Derive ``dims_``, ``blocks_``, ``fv_dim_`` and the encoding matrices from the state."""
+        self.dims_ = {f: self.means_[f].shape[1] for f in types}
+        self.blocks_, start = {}, 0
+        for f in types:
+            size = 2 * self.n_components * self.dims_[f]
+            self.blocks_[f] = slice(start, start + size)
+            start += size
+        self.fv_dim_ = start
+        self._derived = {f: self._derive(f) for f in types}
+
+    def _derive(self, f: str) -> _Block:
+        weights, sigmas = self.weights_[f], self.sigmas_[f]
+        centre = weights @ self.means_[f] / weights.sum()  # the mixture's mean
+        means = self.means_[f] - centre
+        inv_var = 1.0 / sigmas**2
+        if f in self.pca_components_:
+            components = self.pca_components_[f]
+            projection = np.ascontiguousarray(components.T)
+            offset = self.pca_mean_[f] @ components.T + centre
+        else:
+            projection, offset = None, centre
+        # DESIGN §3: log N(x|μ,σ) + log π = x·(μ/σ²) − ½ (x∘x)·(1/σ²) + const, as one GEMM
+        constant = (
+            np.log(weights) - np.log(sigmas).sum(axis=1) - 0.5 * (means**2 * inv_var).sum(axis=1)
+        )
+        loglik_weights = np.concatenate([means * inv_var, -0.5 * inv_var, constant[:, None]], 1).T
+        return _Block(
+            projection=projection,
+            offset=offset,
+            loglik_weights=np.ascontiguousarray(loglik_weights, np.float32),
+            means=means,
+            sigmas=sigmas,
+            sqrt_weights=np.sqrt(weights),
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Forward step: LocalDescriptors → Ψ, Φ
+
+    def _chunks(self, desc: LocalDescriptors, f: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Per block of descriptors: γ (n, K), float64, and [x', x'∘x'] (n, 2d), float64.
+
+        x' is the descriptor after PCA minus the mixture's mean, computed in float64 from the
+        float32 descriptors; the centring is exact in the maths and keeps the float32 quadratic
+        form of the log-likelihoods accurate. exp(log-likelihood − row max) is float32, its
+        normalisation to γ float64.
+        """
+        block = self._derived[f]
+        x_all = desc.features[f]
+        d = self.dims_[f]
+        for start in range(0, x_all.shape[0], CHUNK_ROWS):
+            x = np.asarray(x_all[start : start + CHUNK_ROWS], np.float64)
+            stacked = np.empty((x.shape[0], 2 * d))
+            centred = stacked[:, :d]
+            if block.projection is not None:
+                np.subtract(x @ block.projection, block.offset, out=centred)
+            else:
+                np.subtract(x, block.offset, out=centred)
+            np.multiply(centred, centred, out=stacked[:, d:])
+            inputs = np.empty((x.shape[0], 2 * d + 1), np.float32)
+            inputs[:, : 2 * d] = stacked
+            inputs[:, 2 * d] = 1.0  # picks up the constant row of the weights
+            # DESIGN §3: soft assignments γ_lk by log-sum-exp over the GEMM's log-likelihoods
+            loglik = inputs @ block.loglik_weights
+            loglik -= loglik.max(axis=1, keepdims=True)
+            np.exp(loglik, out=loglik)
+            gamma = loglik.astype(np.float64)
+            gamma /= gamma.sum(axis=1, keepdims=True)
+            yield gamma, stacked
+
+    def _psi_block(self, desc: LocalDescriptors, f: str, n: int) -> np.ndarray:
+        """Ψ of one feature type, shape (2·K·d,), float64."""
+        block = self._derived[f]
+        d, k = self.dims_[f], self.n_components
+        s0 = np.zeros(k)
+        s12 = np.zeros((k, 2 * d))
+        for gamma, stacked in self._chunks(desc, f):
+            s0 += gamma.sum(axis=0)
+            # DESIGN §3: Σ_l γ_lk x_l = Γᵀ X and Σ_l γ_lk x_l² = Γᵀ (X∘X), in float64
+            s12 += gamma.T @ stacked
+        s1, s2 = s12[:, :d], s12[:, d:]
+        mu, sigma = block.means, block.sigmas
+        s0c = s0[:, None]
+        # Σ_l γ u = (S1 − μ S0)/σ;  Σ_l γ (u² − 1) = (S2 − 2μ S1 + μ² S0)/σ² − S0
+        psi_mean = (s1 - mu * s0c) / sigma / (n * block.sqrt_weights[:, None])
+        psi_var = ((s2 - 2.0 * mu * s1 + mu**2 * s0c) / sigma**2 - s0c) / (
+            n * math.sqrt(2.0) * block.sqrt_weights[:, None]
+        )
+        return np.concatenate([psi_mean.ravel(), psi_var.ravel()])
+
+    def encode(self, desc: LocalDescriptors) -> FisherVector:
+        """Ψ and Φ of one clip (DESIGN §3).
+
+        Parameters
+        ----------
+        desc : LocalDescriptors
+            N ≥ 1 descriptors with every type of ``feature_types``.
+
+        Returns
+        -------
+        FisherVector
+            ``psi`` and ``phi`` of shape (``fv_dim_``,), float64.
+
+        Raises
+        ------
+        EmptyClipError
+            N = 0: the clip is too short or too small for one cube.
+        ValueError
+            A feature type is missing or has the wrong dimension, or the descriptors are not
+            finite.
+        """
+        check_is_fitted(self, "weights_")
+        n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
+        psi = np.concatenate([self._psi_block(desc, f, n) for f in self.feature_types])
+        if not np.all(np.isfinite(psi)):
+            raise ValueError("desc: descriptors are not finite (NaN or infinity in features)")
+        return FisherVector(psi=psi, phi=power_l2_normalise(psi), n_descriptors=n)
+
+    def transform(self, descriptors: Iterable[LocalDescriptors]) -> np.ndarray:
+        """Φ of each clip, one row per clip.
+
+        Parameters
+        ----------
+        descriptors : sequence of LocalDescriptors
+
+        Returns
+        -------
+        ndarray, shape (n_clips, fv_dim_), float32
+
+        Raises
+        ------
+        EmptyClipError
+            A clip has N = 0 (the message gives its index).
+        """
+        check_is_fitted(self, "weights_")
+        rows = []
+        for i, desc in enumerate(descriptors):
+            try:
+                rows.append(self.encode(desc).phi.astype(np.float32))
+            except EmptyClipError as exc:
+                raise EmptyClipError(f"descriptors[{i}]: {exc}") from None
+        if not rows:
+            return np.zeros((0, self.fv_dim_), np.float32)
+        return np.stack(rows)
+
+    def soft_assignments(self, desc: LocalDescriptors, feature: str) -> np.ndarray:
+        """γ_lk, the posterior of component k for descriptor l (after PCA), as `encode` uses it.
+
+        Returns
+        -------
+        ndarray, shape (N, K), float64
+            Rows sum to 1; exactly the γ `encode` and the relevance step use.
+        """
+        check_is_fitted(self, "weights_")
+        self._check_feature(feature)
+        _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
+        return np.concatenate([gamma for gamma, _ in self._chunks(desc, feature)])
+
+    def project(self, desc: LocalDescriptors, feature: str) -> np.ndarray:
+        """The descriptors of one type after PCA (identity without PCA), float64, shape (N, d)."""
+        check_is_fitted(self, "weights_")
+        self._check_feature(feature)
+        x = np.asarray(desc.features[feature], np.float64)
+        if feature in self.pca_components_:
+            return (x - self.pca_mean_[feature]) @ self.pca_components_[feature].T
+        return x
+
+    def _check_feature(self, feature: str) -> None:
+        if feature not in self.blocks_:
+            raise ValueError(f"feature must be one of {tuple(self.feature_types)}, got {feature!r}")
+
+    # ----------------------------------------------------------------------------------------
+    # Relevance step: R(3) on FV dimensions → R(2) on descriptors (DESIGN §5)
+
+    def descriptor_relevance(self, desc: LocalDescriptors, a: np.ndarray) -> dict[str, np.ndarray]:
+        """Per descriptor and feature type, Σ_{d in block f} z_ld · a_d, without an N × D matrix.
+
+        Parameters
+        ----------
+        desc : LocalDescriptors
+            The clip that was encoded.
+        a : ndarray, shape (fv_dim_,)
+            One weight per dimension of Ψ, e.g. ``a_d = R(3)_d / (Ψ_d + ε sign Ψ_d)``.
+
+        Returns
+        -------
+        dict of str to ndarray, shape (N,), float64
+            For each feature type f, ``r_l = Σ_{d in blocks_[f]} z_ld a_d``; hence
+            ``Σ_l r_l = Σ_{d in blocks_[f]} Ψ_d a_d`` to float64 round-off.
+        """
+        check_is_fitted(self, "weights_")
+        a = np.asarray(a, np.float64)
+        if a.shape != (self.fv_dim_,):
+            raise ValueError(f"a must have shape ({self.fv_dim_},) like Ψ, got {a.shape}")
+        n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
+        return {f: self._relevance_block(desc, f, a[self.blocks_[f]], n) for f in self.blocks_}
+
+    def _relevance_block(self, desc: LocalDescriptors, f: str, a: np.ndarray, n: int) -> np.ndarray:
+        block = self._derived[f]
+        d, k = self.dims_[f], self.n_components
+        mu, sigma = block.means, block.sigmas
+        a_mean = a[: k * d].reshape(k, d) / (n * block.sqrt_weights[:, None])
+        a_var = a[k * d :].reshape(k, d) / (n * math.sqrt(2.0) * block.sqrt_weights[:, None])
+        # DESIGN §5: Σ_i u a^μ + Σ_i (u² − 1) a^σ = x·P + (x∘x)·Q + c per component
+        p = a_mean / sigma - 2.0 * mu * a_var / sigma**2
+        q = a_var / sigma**2
+        const = (-mu * a_mean / sigma + (mu**2 / sigma**2 - 1.0) * a_var).sum(axis=1)
+        pq = np.ascontiguousarray(np.concatenate([p, q], axis=1).T)  # (2d, K)
+        out = np.empty(n)
+        start = 0
+        for gamma, stacked in self._chunks(desc, f):
+            inner = stacked @ pq
+            inner += const
+            # DESIGN §5: R(2)_l = Σ_k γ_lk [x_l·P + (x_l∘x_l)·Q + c]_k
+            out[start : start + len(gamma)] = np.einsum("lk,lk->l", gamma, inner)
+            start += len(gamma)
+        return out
+
+    def relevance_epsilon(
+        self, desc: LocalDescriptors, r3: np.ndarray, epsilon: float
+    ) -> tuple[dict[str, np.ndarray], float]:
+        """R(2) of each descriptor and feature type by the ε-rule (DESIGN §5).
+
+        ``R(2)_(l,f) = Σ_{d in block f} z_ld R(3)_d / (Ψ_d + ε_abs · sign(Ψ_d))`` with sign(0) = +1
+        and ``ε_abs = epsilon · mean_d |Ψ_d|``: ``epsilon`` is relative to the clip's own mean
+        absolute FV entry (over all D dimensions of Ψ, not Φ). A dimension whose denominator is
+        exactly 0 (only possible with ``epsilon = 0`` and Ψ_d = 0) passes nothing on.
+
+        Parameters
+        ----------
+        desc : LocalDescriptors
+            The clip that was encoded.
+        r3 : ndarray, shape (fv_dim_,)
+            Relevance of each FV dimension, e.g. ``w_cd Φ_d + b_c / D``.
+        epsilon : float
+            Stabiliser relative to mean |Ψ_d| (≥ 0); larger absorbs more relevance.
+
+        Returns
+        -------
+        r2 : dict of str to ndarray, shape (N,), float64
+            Relevance of each descriptor per feature type; R(2)_l = Σ_f r2[f][l].
+        absorbed : float
+            Σ_d R(3)_d − Σ_f Σ_l R(2)_(l,f), the relevance the stabiliser kept.
+        """
+        check_is_fitted(self, "weights_")
+        r3 = np.asarray(r3, np.float64)
+        if r3.shape != (self.fv_dim_,):
+            raise ValueError(f"r3 must have shape ({self.fv_dim_},) like Ψ, got {r3.shape}")
+        if not epsilon >= 0:
+            raise ValueError(f"epsilon must be ≥ 0, got {epsilon!r}")
+        psi = self.encode(desc).psi
+        eps_abs = float(epsilon) * float(np.mean(np.abs(psi)))
+        denominator = psi + eps_abs * np.where(psi >= 0, 1.0, -1.0)
+        a = np.divide(r3, denominator, out=np.zeros_like(r3), where=denominator != 0)
+        r2 = self.descriptor_relevance(desc, a)
+        absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
+        return r2, absorbed
+
+
+def _n_descriptors(
+    desc: LocalDescriptors,
+    types: tuple[str, ...],
+    input_dims: Mapping[str, int] | None,
+    allow_empty: bool = False,
+) -> int:
+    """N, after checking every feature type is present, 2-D, of one length and dimension."""
+    if not isinstance(desc, LocalDescriptors):
+        raise TypeError(f"desc must be LocalDescriptors, got {type(desc).__name__}")
+    n = None
+    for f in types:
+        if f not in desc.features:
+            raise ValueError(
+                f"desc.features has no {f!r} (has {sorted(desc.features)}); "
+                "compute it with actionlrp.descriptors.describe"
+            )
+        x = desc.features[f]
+        if x.ndim != 2:
+            raise ValueError(f"desc.features[{f!r}] must be 2-D (N, d), got shape {x.shape}")
+        if input_dims is not None and x.shape[1] != input_dims[f]:
+            raise ValueError(
+                f"desc.features[{f!r}] has {x.shape[1]} dims, expected {input_dims[f]} "
+                "(as in the encoder's training descriptors)"
+            )
+        if n is not None and x.shape[0] != n:
+            raise ValueError(f"desc.features: feature types have different N ({n}, {x.shape[0]})")
+        n = x.shape[0]
+    if n == 0 and not allow_empty:
+        raise EmptyClipError(
+            "clip has no local descriptors (N = 0): too short or too small for one cube "
+            "(15 frames, 32×32 px by default), so it has no Fisher vector"
+        )
+    return int(n)
+
+
+def _smallest_keys(
+    keys: list[np.ndarray], rows: dict[str, list[np.ndarray]], size: int
+) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], float]:
+    """Keep the ``size`` rows with the smallest keys, sorted by key; and the largest kept key."""
+    all_keys = np.concatenate(keys)
+    keep = np.argsort(all_keys, kind="stable")[:size]
+    kept = {f: [np.concatenate(parts)[keep]] for f, parts in rows.items()}
+    return [all_keys[keep]], kept, float(all_keys[keep[-1]])

@@ -1,0 +1,408 @@
+"""The whole recogniser as one estimator: motion field → descriptors → Fisher vector → linear SVM.
+
+A model file is a single ``.npz`` holding only numeric arrays plus one JSON document (stored as
+bytes) with the parameters, the class names, the library versions, a format version and a
+SHA-256 checksum of every array. It is read with ``allow_pickle=False``: loading a model cannot
+run code. A truncated, tampered-with or foreign file is refused with a `ModelFileError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from actionlrp import __version__
+from actionlrp.classifier import LinearClassifier, evaluate_scores
+from actionlrp.datasets import (
+    Clip,
+    ExtractionResult,
+    extract_descriptors,
+    group_kfold,
+    hmdb51_split,
+)
+from actionlrp.descriptors import DescriptorParams, LocalDescriptors
+from actionlrp.errors import DatasetError, ModelFileError, VideoError
+from actionlrp.fisher import FisherEncoder
+
+FORMAT = "actionlrp-model"
+FORMAT_VERSION = 1
+_META = "__meta__"
+
+
+class ActionModel:
+    """Action recogniser on compressed video (Kantorov & Laptev 2014), explainable by LRP.
+
+    Parameters
+    ----------
+    motion : {"mv", "flow"}
+        Motion vectors from the bitstream, or the Farnebäck pixel-domain reference.
+    cell : int
+        Motion-field grid cell in pixels.
+    descriptor_params : DescriptorParams, optional
+        Cube geometry and descriptor normalisation.
+    n_components : int
+        Gaussians per feature type in the Fisher vector's GMM (K).
+    pca_dims : int or None
+        PCA dimensions per feature type before the GMM (None: no PCA).
+    max_samples : int
+        Descriptors per feature type sampled to fit PCA and GMM.
+    C : float or None
+        SVM regularisation; None chooses it by cross-validation on the training set.
+    random_state : int
+    n_jobs : int
+        Processes for feature extraction.
+    cache_dir : path-like or None
+        Descriptor cache (None: the default cache folder).
+    progress : bool
+        Show a progress bar on a terminal.
+    transcode : bool
+        Re-encode clips whose codec has no motion vectors.
+    """
+
+    def __init__(
+        self,
+        motion: str = "mv",
+        cell: int = 8,
+        descriptor_params: DescriptorParams | None = None,
+        n_components: int = 256,
+        pca_dims: int | None = None,
+        max_samples: int = 100_000,
+        C: float | None = None,
+        random_state: int = 0,
+        n_jobs: int = 2,
+        cache_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+        transcode: bool = False,
+    ) -> None:
+        self.motion = motion
+        self.cell = cell
+        self.descriptor_params = descriptor_params
+        self.n_components = n_components
+        self.pca_dims = pca_dims
+        self.max_samples = max_samples
+        self.C = C
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.transcode = transcode
+
+    # ----------------------------------------------------------------------------------------
+    # Forward pass
+
+    @property
+    def params_(self) -> DescriptorParams:
+        return self.descriptor_params or DescriptorParams()
+
+    def extract(self, videos: Sequence[str | os.PathLike]) -> ExtractionResult:
+        """Descriptors of each clip (cached; bad clips listed in ``failures``)."""
+        if self.motion not in ("mv", "flow"):
+            raise ValueError(f"motion must be 'mv' or 'flow', got {self.motion!r}")
+        return extract_descriptors(
+            [Path(v) for v in videos],
+            motion=self.motion,
+            cell=self.cell,
+            params=self.params_,
+            cache_dir=self.cache_dir,
+            n_jobs=self.n_jobs,
+            progress=self.progress,
+            transcode=self.transcode,
+        )
+
+    def fit(self, videos: Sequence[str | os.PathLike], labels: Sequence[str]) -> ActionModel:
+        """Extract, fit the GMMs and the SVM. Clips that fail to decode are left out."""
+        if len(videos) != len(labels):
+            raise ValueError(f"videos and labels differ in length: {len(videos)} != {len(labels)}")
+        result = self.extract(videos)
+        kept = [i for i, d in enumerate(result.descriptors) if d is not None and len(d)]
+        self.failures_ = result.failures
+        return self.fit_descriptors(
+            [result.descriptors[i] for i in kept], [labels[i] for i in kept]
+        )
+
+    def fit_descriptors(
+        self, descriptors: Sequence[LocalDescriptors], labels: Sequence[str]
+    ) -> ActionModel:
+        """Fit on descriptors already extracted (with this model's motion and geometry)."""
+        labels = [str(label) for label in labels]
+        if len(descriptors) != len(labels):
+            raise ValueError(
+                f"descriptors and labels differ in length: {len(descriptors)} != {len(labels)}"
+            )
+        if len(set(labels)) < 2:
+            raise ValueError(f"need at least 2 classes to train, got {sorted(set(labels))}")
+        self.encoder_ = FisherEncoder(
+            n_components=self.n_components,
+            pca_dims=self.pca_dims,
+            max_samples=self.max_samples,
+            random_state=self.random_state,
+        ).fit(descriptors)
+        features = self.encoder_.transform(descriptors)
+        self.classifier_ = LinearClassifier(C=self.C, random_state=self.random_state).fit(
+            features, np.asarray(labels)
+        )
+        self.classes_ = self.classifier_.classes_
+        return self
+
+    def fisher_vectors(self, descriptors: Sequence[LocalDescriptors]) -> np.ndarray:
+        """Normalised Fisher vectors Φ, shape (n_clips, D)."""
+        self._check_fitted()
+        return self.encoder_.transform(descriptors)
+
+    def decision_function_descriptors(self, descriptors: Sequence[LocalDescriptors]) -> np.ndarray:
+        """Per-class SVM scores f_c(x), shape (n_clips, n_classes)."""
+        return self.classifier_.decision_function(self.fisher_vectors(descriptors))
+
+    def decision_function(self, videos: Sequence[str | os.PathLike]) -> np.ndarray:
+        """Per-class scores of each clip, shape (n_clips, n_classes); a bad clip raises."""
+        result = self.extract(videos)
+        if result.failures:
+            raise VideoError(result.failures[0][1])
+        return self.decision_function_descriptors(result.descriptors)
+
+    def predict(self, videos: Sequence[str | os.PathLike]) -> np.ndarray:
+        """Predicted class name of each clip."""
+        scores = self.decision_function(videos)
+        return self.classes_[scores.argmax(axis=1)]
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "encoder_"):
+            raise ValueError("this ActionModel is not fitted yet: call fit() or load() first")
+
+    # ----------------------------------------------------------------------------------------
+    # Model files
+
+    def get_params(self) -> dict:
+        """The constructor parameters as JSON-ready values."""
+        params = {
+            "motion": self.motion,
+            "cell": self.cell,
+            "descriptor_params": dataclasses.asdict(self.params_),
+            "n_components": self.n_components,
+            "pca_dims": self.pca_dims,
+            "max_samples": self.max_samples,
+            "C": self.C,
+            "random_state": self.random_state,
+        }
+        return params
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted model to ``path`` (``.npz``), atomically."""
+        self._check_fitted()
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        arrays = {f"encoder/{k}": np.asarray(v) for k, v in self.encoder_.get_state().items()}
+        arrays.update(
+            {f"classifier/{k}": np.asarray(v) for k, v in self.classifier_.get_state().items()}
+        )
+        for name, value in arrays.items():
+            if value.dtype.hasobject:
+                raise ModelFileError(f"{path}: array {name} holds Python objects; not saved")
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "params": self.get_params(),
+            "encoder_params": self.encoder_.get_params(),
+            "classifier_params": self.classifier_.get_params(),
+            "classes": [str(c) for c in self.classes_],
+            "versions": _versions(),
+            "checksum": _checksum(arrays),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent, prefix=f".{path.stem}-")
+        os.close(fd)
+        try:
+            meta_bytes = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+            np.savez(tmp, **arrays, **{_META: meta_bytes})
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ActionModel:
+        """Read a model written by `save`; refuse anything else with a `ModelFileError`."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such model file")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                names = list(data.files)
+                if _META not in names:
+                    raise ModelFileError(f"{path}: not an actionlrp model (no metadata)")
+                meta = json.loads(bytes(data[_META]).decode())
+                arrays = {name: data[name] for name in names if name != _META}
+        except ModelFileError:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, UnicodeDecodeError) as exc:
+            raise ModelFileError(
+                f"{path}: unreadable model file (truncated or corrupt: {type(exc).__name__})"
+            ) from None
+        if meta.get("format") != FORMAT:
+            raise ModelFileError(f"{path}: not an actionlrp model")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(
+                f"{path}: model format version {meta.get('format_version')} is not supported by "
+                f"actionlrp {__version__} (expects {FORMAT_VERSION}); retrain the model"
+            )
+        if meta.get("checksum") != _checksum(arrays):
+            raise ModelFileError(f"{path}: checksum mismatch: the file was altered or damaged")
+        params = dict(meta["params"])
+        params["descriptor_params"] = DescriptorParams(
+            **{
+                k: tuple(v) if isinstance(v, list) else v
+                for k, v in params["descriptor_params"].items()
+            }
+        )
+        model = cls(**params)
+        split = {"encoder": {}, "classifier": {}}
+        for name, value in arrays.items():
+            head, _, tail = name.partition("/")
+            split[head][tail] = value
+        model.encoder_ = FisherEncoder.from_state(meta["encoder_params"], split["encoder"])
+        model.classifier_ = LinearClassifier.from_state(
+            meta["classifier_params"], split["classifier"]
+        )
+        model.classes_ = model.classifier_.classes_
+        model.versions_ = meta.get("versions", {})
+        return model
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(name.encode())
+        digest.update(str(value.dtype.str).encode())
+        digest.update(str(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import av
+    import sklearn
+
+    return {
+        "actionlrp": __version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "av": av.__version__,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation protocols (what `actionlrp evaluate / cv / reproduce-hmdb51` print)
+
+
+def evaluate_clips(model: ActionModel, clips: Sequence[Clip]) -> dict:
+    """Accuracy, mean AP, per-class AP and confusion matrix of ``model`` on ``clips``.
+
+    Clips that fail to decode are counted in ``n_failed`` and listed in ``failed``.
+    """
+    result = model.extract([c.path for c in clips])
+    return _evaluate(model, clips, result)
+
+
+def _evaluate(model: ActionModel, clips: Sequence[Clip], result: ExtractionResult) -> dict:
+    kept = [i for i, d in enumerate(result.descriptors) if d is not None and len(d)]
+    if not kept:
+        raise DatasetError("no clip of the test set could be read")
+    scores = model.decision_function_descriptors([result.descriptors[i] for i in kept])
+    truth = np.asarray([clips[i].label for i in kept])
+    report = evaluate_scores(truth, scores, model.classes_)
+    report["n_failed"] = len(clips) - len(kept)
+    report["failed"] = [f"{message}" for _, message in result.failures]
+    report["classes"] = [str(c) for c in model.classes_]
+    return report
+
+
+def cross_validate(
+    clips: Sequence[Clip], n_folds: int = 5, groups: dict[str, str] | None = None, **params
+) -> dict:
+    """Group-aware stratified k-fold cross-validation; descriptors are extracted once.
+
+    Returns the mean ``accuracy``, ``mean_ap`` and ``per_class_ap`` over folds, ``n_clips``,
+    ``n_failed``, and ``folds`` (each fold's report without its confusion matrix).
+    """
+    folds = group_kfold(
+        list(clips), n_folds=n_folds, groups=groups, seed=params.get("random_state", 0)
+    )
+    model = ActionModel(**params)
+    result = model.extract([c.path for c in clips])
+    index = {c.path: i for i, c in enumerate(clips)}
+    reports = []
+    for split in folds:
+        train = [
+            index[c.path] for c in split.train if result.descriptors[index[c.path]] is not None
+        ]
+        fold_model = ActionModel(**params).fit_descriptors(
+            [result.descriptors[i] for i in train], [clips[i].label for i in train]
+        )
+        test = [index[c.path] for c in split.test]
+        sub = ExtractionResult(
+            descriptors=tuple(result.descriptors[i] for i in test),
+            n_frames=tuple(result.n_frames[i] for i in test),
+            failures=tuple(f for f in result.failures if f[0] in {clips[i].path for i in test}),
+            seconds=0.0,
+        )
+        report = _evaluate(fold_model, [clips[i] for i in test], sub)
+        reports.append(report)
+    classes = sorted({c.label for c in clips})
+    return {
+        "accuracy": float(np.mean([r["accuracy"] for r in reports])),
+        "mean_ap": float(np.mean([r["mean_ap"] for r in reports])),
+        "per_class_ap": {
+            c: float(np.mean([r["per_class_ap"][c] for r in reports if c in r["per_class_ap"]]))
+            for c in classes
+        },
+        "n_clips": len(clips),
+        "n_failed": len(result.failures),
+        "folds": [
+            {k: r[k] for k in ("accuracy", "mean_ap", "per_class_ap", "n_clips", "n_failed")}
+            for r in reports
+        ],
+        "extraction_seconds": round(result.seconds, 3),
+    }
+
+
+def reproduce_hmdb51(root: str | os.PathLike, splits_dir: str | os.PathLike, **params) -> dict:
+    """The paper's protocol: train and test on each of the 3 official HMDB51 splits.
+
+    Returns per-split accuracy and mean AP and their mean ± standard deviation.
+    """
+    per_split = []
+    for split_no in (1, 2, 3):
+        split = hmdb51_split(root, splits_dir, split_no)
+        model = ActionModel(**params).fit(
+            [c.path for c in split.train], [c.label for c in split.train]
+        )
+        report = evaluate_clips(model, split.test)
+        per_split.append(
+            {
+                "split": split_no,
+                "accuracy": report["accuracy"],
+                "mean_ap": report["mean_ap"],
+                "n_train": len(split.train),
+                "n_test": report["n_clips"],
+                "n_failed": report["n_failed"] + len(model.failures_),
+            }
+        )
+    acc = np.array([s["accuracy"] for s in per_split])
+    ap = np.array([s["mean_ap"] for s in per_split])
+    return {
+        "accuracy": float(acc.mean()),
+        "accuracy_std": float(acc.std()),
+        "mean_ap": float(ap.mean()),
+        "mean_ap_std": float(ap.std()),
+        "splits": per_split,
+    }

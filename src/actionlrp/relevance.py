@@ -1,0 +1,193 @@
+"""Layer-wise Relevance Propagation of an SVM score back to where and when it came from (DESIGN §5).
+
+    f_c(x) ─▶ R(3) per FV dimension ─▶ R(2) per descriptor (ε-rule, per feature type)
+           ─▶ R(1) per voxel of the motion field ─▶ r_t per frame
+
+Each layer's relevance step lives beside its forward step: R(3) in `actionlrp.classifier`
+terms (``w_c·Φ + b_c / D``), R(2) in `actionlrp.fisher` (`FisherEncoder.relevance_epsilon`),
+R(1) in `actionlrp.descriptors` (`spread_relevance`). This module chains them for one clip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from actionlrp.codec import MotionField
+from actionlrp.descriptors import (
+    FEATURE_TYPES,
+    LocalDescriptors,
+    spread_relevance,
+    voxel_weights,
+)
+
+#: Default ε, relative to the clip's mean |Ψ_d| (see `FisherEncoder.relevance_epsilon`).
+DEFAULT_EPSILON = 0.1
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Relevance of one clip for one class, at every layer.
+
+    Attributes
+    ----------
+    class_name : str
+    class_index : int
+    score : float
+        f_c(x), the SVM score that is explained.
+    relevance_fv : ndarray, shape (D,)
+        R(3): relevance of each Fisher-vector dimension; sums to ``score``.
+    relevance_descriptors : dict[str, ndarray]
+        R(2) per feature type, each (N,): relevance of each descriptor's HOF / MBHx / MBHy part.
+    relevance_voxels : ndarray, shape (T, gh, gw)
+        R(1): relevance of each voxel of the motion field; sums to Σ R(2).
+    relevance_voxels_by_feature : dict[str, ndarray]
+        R(1) of each feature type, each (T, gh, gw).
+    frame_relevance : ndarray, shape (T,)
+        r_t = Σ over the voxels of frame t.
+    feature_relevance : dict[str, float]
+        Σ_l R(2)_(l,f) of each feature type.
+    absorbed : float
+        Σ R(3) − Σ R(2): what the ε stabiliser kept.
+    epsilon : float
+        ε relative to the clip's mean |Ψ_d|.
+    fine : bool
+        True where relevance went to the voxels in proportion to their histogram contribution.
+    """
+
+    class_name: str
+    class_index: int
+    score: float
+    relevance_fv: np.ndarray
+    relevance_descriptors: dict[str, np.ndarray]
+    relevance_voxels: np.ndarray
+    relevance_voxels_by_feature: dict[str, np.ndarray]
+    frame_relevance: np.ndarray
+    feature_relevance: dict[str, float]
+    absorbed: float
+    epsilon: float
+    fine: bool
+
+    @property
+    def relevance_total(self) -> float:
+        """Σ R(1) (= Σ R(2))."""
+        return float(self.relevance_voxels.sum())
+
+    def top_frames(self, k: int = 5) -> np.ndarray:
+        """Indices of the k most relevant frames, most relevant first."""
+        k = min(k, len(self.frame_relevance))
+        order = np.argsort(-self.frame_relevance, kind="stable")
+        return order[:k]
+
+
+def relevance_fv(
+    phi: np.ndarray, coef: np.ndarray, intercept: float, live: np.ndarray | None = None
+) -> np.ndarray:
+    """R(3)_d = w_cd·Φ_d + b_c / D′, so Σ_d R(3)_d = f_c(x) exactly (DESIGN §5).
+
+    The bias is shared over the D′ dimensions in ``live`` (default: all D, as in DESIGN §5).
+    `explain` passes the dimensions the clip populates: a dimension of a Gaussian that no
+    descriptor of the clip reaches (Ψ_d = 0) has no descriptor to hand its share on to.
+
+    Parameters
+    ----------
+    phi : ndarray, shape (D,)
+        Normalised Fisher vector.
+    coef : ndarray, shape (D,)
+        The class's SVM weights w_c.
+    intercept : float
+        The class's SVM bias b_c.
+    live : ndarray of bool, shape (D,), optional
+    """
+    phi = np.asarray(phi, np.float64)
+    r3 = np.asarray(coef, np.float64) * phi
+    if live is None or not live.any():
+        return r3 + float(intercept) / phi.size
+    r3[live] += float(intercept) / int(live.sum())
+    return r3
+
+
+def relevance_descriptors(
+    encoder, desc: LocalDescriptors, psi: np.ndarray, r3: np.ndarray, epsilon: float, live
+) -> tuple[dict[str, np.ndarray], float]:
+    """R(2) by the ε-rule, per feature type, and the relevance the stabiliser absorbed.
+
+    DESIGN §5: R(2)_l = Σ_d z_ld R(3)_d / (Ψ_d + ε_abs·sign(Ψ_d)), sign(0) = +1, with
+    ε_abs = ``epsilon``·mean_d |Ψ_d|; dimensions outside ``live`` pass nothing on.
+    """
+    if not epsilon >= 0:
+        raise ValueError(f"epsilon must be ≥ 0, got {epsilon!r}")
+    eps_abs = float(epsilon) * float(np.mean(np.abs(psi)))
+    denominator = psi + eps_abs * np.where(psi >= 0, 1.0, -1.0)
+    a = np.divide(r3, denominator, out=np.zeros_like(r3), where=live & (denominator != 0))
+    r2 = encoder.descriptor_relevance(desc, a)
+    absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
+    return r2, absorbed
+
+
+#: |Ψ_d| at or under this fraction of max |Ψ| counts as unpopulated (exp underflow, round-off).
+LIVE_THRESHOLD = 1e-9
+
+
+def explain(
+    model,
+    field: MotionField,
+    descriptors: LocalDescriptors,
+    class_name: str | None = None,
+    epsilon: float = DEFAULT_EPSILON,
+    fine: bool = False,
+) -> Explanation:
+    """Explain ``model``'s score of one clip for one class (default: the predicted one).
+
+    Parameters
+    ----------
+    model : ActionModel
+        A fitted model (``encoder_``, ``classifier_``).
+    field : MotionField
+        The clip's motion field (the input layer).
+    descriptors : LocalDescriptors
+        The clip's descriptors, extracted from ``field`` with the model's parameters.
+    class_name : str, optional
+    epsilon : float
+        ε of the ε-rule, relative to the clip's mean |Ψ_d|.
+    fine : bool
+        Carry relevance through the histogram layer to the individual vectors (each cube's
+        relevance shared in proportion to each voxel's contribution to its bins) instead of
+        spreading it evenly over the cube.
+    """
+    encoder, classifier = model.encoder_, model.classifier_
+    classes = [str(c) for c in classifier.classes_]
+    fisher = encoder.encode(descriptors)
+    phi, psi = fisher.phi, fisher.psi
+    live = np.abs(psi) > LIVE_THRESHOLD * np.abs(psi).max(initial=0.0)
+    scores = classifier.decision_function(phi[None, :])[0]
+    if class_name is None:
+        index = int(np.argmax(scores))
+    elif str(class_name) in classes:
+        index = classes.index(str(class_name))
+    else:
+        raise ValueError(f"class {class_name!r} is not one of the model's: {', '.join(classes)}")
+    r3 = relevance_fv(phi, classifier.coef_[index], classifier.intercept_[index], live)
+    r2, absorbed = relevance_descriptors(encoder, descriptors, psi, r3, epsilon, live)
+    weights = voxel_weights(field, model.params_) if fine else {}
+    by_feature = {
+        f: spread_relevance(descriptors, r2[f], field.grid_shape, field.cell, weights.get(f))
+        for f in FEATURE_TYPES
+        if f in r2
+    }
+    r1 = sum(by_feature.values())
+    return Explanation(
+        class_name=classes[index],
+        class_index=index,
+        score=float(scores[index]),
+        relevance_fv=r3,
+        relevance_descriptors=r2,
+        relevance_voxels=r1,
+        relevance_voxels_by_feature=by_feature,
+        frame_relevance=r1.sum(axis=(1, 2)),
+        feature_relevance={f: float(r.sum()) for f, r in r2.items()},
+        absorbed=absorbed,
+        epsilon=float(epsilon),
+        fine=fine,
+    )

@@ -1,0 +1,151 @@
+"""The whole pipeline as one estimator, and its model file (npz + JSON, never pickle)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from actionlrp import synthetic
+from actionlrp.errors import ModelFileError
+from actionlrp.model import ActionModel, evaluate_clips
+from actionlrp.synthetic import SyntheticObject
+
+SMALL = {"n_components": 4, "max_samples": 5000, "n_jobs": 1, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def two_class_clips(tmp_path_factory):
+    """Horizontal vs vertical motion, 4 clips each, both codecs."""
+    folder = tmp_path_factory.mktemp("twoclass")
+    clips, labels = [], []
+    for i in range(8):
+        label = "horizontal" if i % 2 == 0 else "vertical"
+        v = 1.5 + 0.25 * (i // 2)
+        velocity = (v, 0.0) if label == "horizontal" else (0.0, v)
+        codec, suffix = ("libx264", ".mp4") if i % 4 < 2 else ("mpeg4", ".avi")
+        obj = SyntheticObject("translate", size=40, velocity=velocity, centre=(60.0, 50.0))
+        clip = synthetic.make_clip(
+            folder / f"{label}_{i}{suffix}",
+            [obj],
+            width=128,
+            height=96,
+            n_frames=30,
+            codec=codec,
+            seed=i,
+        )
+        clips.append(clip.path)
+        labels.append(label)
+    return clips, labels
+
+
+@pytest.fixture(scope="module")
+def fitted(two_class_clips, tmp_path_factory):
+    clips, labels = two_class_clips
+    cache = tmp_path_factory.mktemp("cache")
+    return ActionModel(cache_dir=cache, **SMALL).fit(clips, labels)
+
+
+def test_model_separates_horizontal_from_vertical_motion(fitted, two_class_clips):
+    clips, labels = two_class_clips
+    assert list(fitted.predict(clips)) == labels
+    scores = fitted.decision_function(clips)
+    assert scores.shape == (8, 2)
+    assert np.allclose(scores[:, 0], -scores[:, 1])
+
+
+def test_save_load_round_trip_gives_identical_scores(fitted, two_class_clips, tmp_path):
+    path = fitted.save(tmp_path / "model.npz")
+    loaded = ActionModel.load(path)
+    clips, _ = two_class_clips
+    loaded.cache_dir, loaded.n_jobs, loaded.progress = fitted.cache_dir, 1, False
+    assert np.array_equal(loaded.decision_function(clips), fitted.decision_function(clips))
+    assert list(loaded.classes_) == list(fitted.classes_)
+
+
+def test_model_file_holds_no_pickle_and_records_versions(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.npz")
+    with np.load(path, allow_pickle=False) as data:
+        for name in data.files:
+            assert data[name].dtype != object
+        meta = json.loads(bytes(data["__meta__"]).decode())
+    assert meta["classes"] == ["horizontal", "vertical"]
+    assert {"actionlrp", "numpy", "scikit-learn", "av"} <= set(meta["versions"])
+    assert len(meta["checksum"]) == 64
+    assert meta["params"]["n_components"] == 4
+
+
+def test_truncated_model_file_is_refused(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="model.npz: unreadable model file"):
+        ActionModel.load(path)
+
+
+def test_tampered_model_file_is_refused(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    name = next(n for n in arrays if n.startswith("classifier/") and arrays[n].dtype.kind == "f")
+    arrays[name] = arrays[name] + 1.0
+    np.savez(path, **arrays)
+    with pytest.raises(ModelFileError, match="checksum mismatch"):
+        ActionModel.load(path)
+
+
+def test_wrong_version_model_file_is_refused(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(bytes(arrays["__meta__"]).decode())
+    meta["format_version"] = 99
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(ModelFileError, match="format version 99 is not supported"):
+        ActionModel.load(path)
+
+
+def test_pickled_or_foreign_files_are_refused(tmp_path):
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, weights=np.arange(3))
+    with pytest.raises(ModelFileError, match="not an actionlrp model"):
+        ActionModel.load(foreign)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, __meta__=np.array([{"format": "actionlrp-model"}], dtype=object))
+    with pytest.raises(ModelFileError):
+        ActionModel.load(pickled)
+    with zipfile.ZipFile(tmp_path / "text.npz", "w") as z:
+        z.writestr("x.txt", "hello")
+    with pytest.raises(ModelFileError):
+        ActionModel.load(tmp_path / "text.npz")
+    with pytest.raises(ModelFileError, match="no such model file"):
+        ActionModel.load(tmp_path / "missing.npz")
+
+
+def test_save_leaves_no_partial_file_on_failure(fitted, tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError):
+        fitted.save(tmp_path / "model.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_training_is_deterministic(two_class_clips, fitted, tmp_path):
+    clips, labels = two_class_clips
+    again = ActionModel(cache_dir=fitted.cache_dir, **SMALL).fit(clips, labels)
+    assert np.array_equal(again.decision_function(clips), fitted.decision_function(clips))
+
+
+def test_evaluate_reports_accuracy_ap_and_confusion(fitted, two_class_clips):
+    from actionlrp.datasets import Clip
+
+    clips, labels = two_class_clips
+    report = evaluate_clips(fitted, [Clip(p, lab) for p, lab in zip(clips, labels, strict=True)])
+    assert report["accuracy"] == 1.0 and report["mean_ap"] == 1.0
+    assert report["confusion_matrix"] == [[4, 0], [0, 4]]
+    assert report["n_failed"] == 0

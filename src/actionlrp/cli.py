@@ -217,6 +217,21 @@ def cmd_reproduce_hmdb51(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from actionlrp.model import ActionModel
+    from actionlrp.render import explain_video, summary
+
+    start = time.perf_counter()
+    model = ActionModel.load(args.model)
+    e, report = explain_video(args.video, model, args.out, args.cls, args.epsilon, args.fine)
+    result = summary(e)
+    result.pop("frame_relevance")
+    result["report"] = str(report)
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    _print(result, args.json)
+    return 0
+
+
 def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
     if motion:
         p.add_argument("--motion", choices=("mv", "flow"), default="mv", help="motion source")
@@ -309,6 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     _add_model_options(p, motion=False)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("explain", help="LRP heatmaps, frame relevance and a report for one clip")
+    p.add_argument("video")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True, help="folder for report.html and its parts")
+    p.add_argument(
+        "--class", dest="cls", default=None, help="class to explain (default: predicted)"
+    )
+    p.add_argument("--epsilon", type=float, default=None, help="ε relative to mean |Ψ| (0.1)")
+    p.add_argument("--fine", action="store_true", help="relevance to individual vectors")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("reproduce-hmdb51", help="the paper's protocol on HMDB51 (3 splits)")
     p.add_argument("--root", required=True, help="HMDB51 videos: ROOT/<class>/<clip>.avi")

@@ -123,3 +123,39 @@ def test_report_is_self_contained(explained):
     assert page.count("data:image/png;base64,") == 4
     assert "data:video/mp4;base64," in page
     assert 'src="heatmap' not in page and 'src="/' not in page
+
+
+def test_explain_dataset_writes_one_report_with_localisation_scores(explained, tmp_path):
+    clip, out, _ = explained
+    data = clip.parents[2]
+    model = out.parent / "model.npz"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "actionlrp.cli",
+            "explain-dataset",
+            data,
+            "--model",
+            model,
+            "--out",
+            tmp_path / "ds",
+            "--reports",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["n_clips"] == 2 and printed["n_failed"] == 0
+    summary = json.loads((tmp_path / "ds" / "summary.json").read_text())
+    assert set(summary["feature_shares"]) == {"pushups", "walk"}
+    for row in summary["clips"]:
+        assert 0.0 <= row["mass_on_actor"] <= 1.0 and row["pointing_game"] in (0.0, 1.0)
+        assert 0.0 <= row["top_frames_in_interval"] <= 1.0
+    page = (tmp_path / "ds" / "report.html").read_text()
+    assert "feature shares by class" in page and "data:image/png;base64," in page
+    reports = [row["report"] for row in summary["clips"] if "report" in row]
+    assert reports and all((tmp_path / "ds" / r).is_file() for r in reports)

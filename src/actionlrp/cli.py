@@ -232,6 +232,45 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain_dataset(args: argparse.Namespace) -> int:
+    from actionlrp.datasets import load_split
+    from actionlrp.model import ActionModel
+    from actionlrp.render import explain_dataset
+
+    start = time.perf_counter()
+    model = ActionModel.load(args.model)
+    split = load_split(args.data, layout=args.layout, splits_dir=args.splits, split=args.split)
+    clips = split.test or split.train
+    report = explain_dataset(
+        model,
+        clips,
+        args.out,
+        args.epsilon,
+        fine=not args.uniform,
+        reports=args.reports,
+        progress=not args.json and sys.stderr.isatty(),
+    )
+    data = json.loads((Path(args.out) / "summary.json").read_text())
+    _report_failures(data["failed"])
+    result = {
+        k: data[k]
+        for k in (
+            "n_clips",
+            "n_failed",
+            "accuracy",
+            "mass_on_actor",
+            "pointing_game",
+            "top_frames_in_interval",
+            "feature_shares",
+        )
+        if k in data
+    }
+    result["report"] = str(report)
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    _print(result, args.json)
+    return _exit_code(data["n_failed"], len(clips))
+
+
 def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
     if motion:
         p.add_argument("--motion", choices=("mv", "flow"), default="mv", help="motion source")
@@ -336,6 +375,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fine", action="store_true", help="relevance to individual vectors")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("explain-dataset", help="explain every test clip; one dataset report")
+    p.add_argument("data", help="dataset folder (its test split)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True, help="folder for report.html and its parts")
+    _add_layout_options(p)
+    p.add_argument("--epsilon", type=float, default=None, help="ε relative to mean |Ψ| (0.1)")
+    p.add_argument("--uniform", action="store_true", help="spread evenly over cubes (the paper)")
+    p.add_argument("--reports", type=int, default=3, help="full clip reports per class")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_explain_dataset)
 
     p = sub.add_parser("reproduce-hmdb51", help="the paper's protocol on HMDB51 (3 splits)")
     p.add_argument("--root", required=True, help="HMDB51 videos: ROOT/<class>/<clip>.avi")

@@ -207,12 +207,25 @@ def plot_top_frames(
     top = [int(t) for t in explanation.top_frames(k)]
     frames = _decode_frames(video, set(top))
     limit = _limit(explanation.relevance_voxels)
-    fig, axes = plt.subplots(1, len(top), figsize=(3 * len(top), 2.6), dpi=100, squeeze=False)
-    for ax, t in zip(axes[0], top, strict=True):
-        rgb = frames.get(t)
+    panels = [
+        (
+            frames.get(t),
+            explanation.relevance_voxels[t],
+            limit,
+            f"frame {t}: $r_t$ = {explanation.frame_relevance[t]:.3g}",
+        )
+        for t in top
+    ]
+    return _overlay_row(panels, cell, out)
+
+
+def _overlay_row(panels: list[tuple], cell: int, out: Path, fontsize: int = 9) -> Path:
+    """One row of heatmap overlays, ``(rgb or None, heat (gh, gw), limit, title)`` each."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 2.6), dpi=100, squeeze=False)
+    for ax, (rgb, heat, limit, title) in zip(axes[0], panels, strict=True):
         if rgb is not None:
-            ax.imshow(overlay(rgb, explanation.relevance_voxels[t], limit, cell))
-        ax.set_title(f"frame {t}: $r_t$ = {explanation.frame_relevance[t]:.3g}", fontsize=9)
+            ax.imshow(overlay(rgb, heat, limit, cell))
+        ax.set_title(title, fontsize=fontsize)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(out)
@@ -232,16 +245,8 @@ def plot_feature_heatmaps(
     rgb = _decode_frames(video, {t}).get(t)
     maps = explanation.relevance_voxels_by_feature
     limit = max(_limit(m[t]) for m in maps.values())
-    fig, axes = plt.subplots(1, len(maps), figsize=(3 * len(maps), 2.6), dpi=100, squeeze=False)
-    for ax, (f, m) in zip(axes[0], maps.items(), strict=True):
-        if rgb is not None:
-            ax.imshow(overlay(rgb, m[t], limit, cell))
-        ax.set_title(f"{FEATURE_NAMES.get(f, f)}, frame {t}", fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    panels = [(rgb, m[t], limit, f"{FEATURE_NAMES.get(f, f)}, frame {t}") for f, m in maps.items()]
+    return _overlay_row(panels, cell, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,17 +528,11 @@ def _plot_class_shares(shares: dict, out: Path) -> Path:
 
 
 def _plot_best_frames(best: list, out: Path) -> Path:
-    fig, axes = plt.subplots(1, len(best), figsize=(3 * len(best), 2.6), dpi=100, squeeze=False)
-    for ax, (_, path, t, heat, limit, cell) in zip(axes[0], best, strict=True):
-        rgb = _decode_frames(path, {t}).get(t)
-        if rgb is not None:
-            ax.imshow(overlay(rgb, heat, limit, cell))
-        ax.set_title(f"{Path(path).name} frame {t}", fontsize=8)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    panels = [
+        (_decode_frames(path, {t}).get(t), heat, limit, f"{Path(path).name} frame {t}")
+        for _, path, t, heat, limit, _ in best
+    ]
+    return _overlay_row(panels, best[0][5], out, fontsize=8)
 
 
 def _write_dataset_page(out: Path, data: dict, figures: dict, frame_figures: dict) -> Path:

@@ -156,6 +156,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
     clips = folder_dataset(args.data)
     groups = read_groups(args.groups) if args.groups else None
     report = cross_validate(clips, n_folds=args.folds, groups=groups, **_model_params(args))
+    _report_failures(report.pop("failed"))
     report["seconds"] = round(time.perf_counter() - start, 3)
     _print(report, args.json)
     return _exit_code(report["n_failed"], report["n_clips"])

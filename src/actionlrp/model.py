@@ -310,18 +310,23 @@ def evaluate_clips(model: ActionModel, clips: Sequence[Clip]) -> dict:
     Clips that fail to decode are counted in ``n_failed`` and listed in ``failed``.
     """
     result = model.extract([c.path for c in clips])
-    return _evaluate(model, clips, result)
+    return _evaluate(model, clips, result.descriptors, [m for _, m in result.failures])
 
 
-def _evaluate(model: ActionModel, clips: Sequence[Clip], result: ExtractionResult) -> dict:
-    kept = [i for i, d in enumerate(result.descriptors) if d is not None and len(d)]
+def _evaluate(
+    model: ActionModel,
+    clips: Sequence[Clip],
+    descriptors: Sequence[LocalDescriptors | None],
+    failed: list[str],
+) -> dict:
+    kept = [i for i, d in enumerate(descriptors) if d is not None and len(d)]
     if not kept:
         raise DatasetError("no clip of the test set could be read")
-    scores = model.decision_function_descriptors([result.descriptors[i] for i in kept])
+    scores = model.decision_function_descriptors([descriptors[i] for i in kept])
     truth = np.asarray([clips[i].label for i in kept])
     report = evaluate_scores(truth, scores, model.classes_)
     report["n_failed"] = len(clips) - len(kept)
-    report["failed"] = [f"{message}" for _, message in result.failures]
+    report["failed"] = list(failed)
     report["classes"] = [str(c) for c in model.classes_]
     return report
 
@@ -332,45 +337,33 @@ def cross_validate(
     """Group-aware stratified k-fold cross-validation; descriptors are extracted once.
 
     Returns the mean ``accuracy``, ``mean_ap`` and ``per_class_ap`` over folds, ``n_clips``,
-    ``n_failed``, and ``folds`` (each fold's report without its confusion matrix).
+    ``n_failed``, ``extraction_seconds`` and ``folds`` (each fold's own report).
     """
-    folds = group_kfold(
-        list(clips), n_folds=n_folds, groups=groups, seed=params.get("random_state", 0)
-    )
-    model = ActionModel(**params)
-    result = model.extract([c.path for c in clips])
-    index = {c.path: i for i, c in enumerate(clips)}
+    clips = list(clips)
+    folds = group_kfold(clips, n_folds=n_folds, groups=groups, seed=params.get("random_state", 0))
+    result = ActionModel(**params).extract([c.path for c in clips])
+    descriptors = dict(zip((c.path for c in clips), result.descriptors, strict=True))
     reports = []
     for split in folds:
-        train = [
-            index[c.path] for c in split.train if result.descriptors[index[c.path]] is not None
-        ]
+        train = [c for c in split.train if descriptors[c.path] is not None]
         fold_model = ActionModel(**params).fit_descriptors(
-            [result.descriptors[i] for i in train], [clips[i].label for i in train]
+            [descriptors[c.path] for c in train], [c.label for c in train]
         )
-        test = [index[c.path] for c in split.test]
-        sub = ExtractionResult(
-            descriptors=tuple(result.descriptors[i] for i in test),
-            n_frames=tuple(result.n_frames[i] for i in test),
-            failures=tuple(f for f in result.failures if f[0] in {clips[i].path for i in test}),
-            seconds=0.0,
-        )
-        report = _evaluate(fold_model, [clips[i] for i in test], sub)
-        reports.append(report)
-    classes = sorted({c.label for c in clips})
+        test_descriptors = [descriptors[c.path] for c in split.test]
+        reports.append(_evaluate(fold_model, split.test, test_descriptors, []))
+    per_class = {}
+    for c in sorted({c.label for c in clips}):
+        values = [r["per_class_ap"][c] for r in reports if r["per_class_ap"].get(c) is not None]
+        per_class[c] = float(np.mean(values)) if values else None
+    keys = ("accuracy", "mean_ap", "per_class_ap", "n_clips", "n_failed")
     return {
         "accuracy": float(np.mean([r["accuracy"] for r in reports])),
         "mean_ap": float(np.mean([r["mean_ap"] for r in reports])),
-        "per_class_ap": {
-            c: float(np.mean([r["per_class_ap"][c] for r in reports if c in r["per_class_ap"]]))
-            for c in classes
-        },
+        "per_class_ap": per_class,
         "n_clips": len(clips),
         "n_failed": len(result.failures),
-        "folds": [
-            {k: r[k] for k in ("accuracy", "mean_ap", "per_class_ap", "n_clips", "n_failed")}
-            for r in reports
-        ],
+        "failed": [m for _, m in result.failures],
+        "folds": [{k: r[k] for k in keys} for r in reports],
         "extraction_seconds": round(result.seconds, 3),
     }
 

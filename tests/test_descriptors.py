@@ -259,3 +259,38 @@ def test_weighted_spreading_of_a_motionless_cube_falls_back_to_uniform():
     assert weights.sum() == 0
     r1 = spread_relevance(desc, np.array([2.0]), field.grid_shape, field.cell, weights)
     assert np.allclose(r1, 2.0 / r1.size)
+
+
+# -------------------------------------------------------------------------------------------
+# Scale cap for large videos
+
+
+def test_max_width_describes_a_large_video_at_a_fraction_of_its_size():
+    from actionlrp.descriptors import downscale, scale_factor, spread_relevance
+
+    rng = np.random.default_rng(3)
+    flow = rng.normal(size=(20, 30, 80, 2)).astype(np.float32)  # a 640 × 240 video
+    field = field_of(flow)
+    assert scale_factor(640, 320) == 2 and scale_factor(320, 320) == 1
+    assert scale_factor(641, 320) == 3 and scale_factor(640, None) == 1
+    small = downscale(field, 2)
+    assert (small.width, small.height) == (320, 120) and small.flow.shape == (20, 15, 40, 2)
+    assert np.allclose(small.flow[:, 0, 0], flow[:, :2, :2].mean(axis=(1, 2)) / 2, atol=1e-6)
+    capped = describe(field, DescriptorParams(max_width=320))
+    assert np.array_equal(capped.features["hof"], describe(small).features["hof"])
+    assert len(capped) == cube_count(20, 120, 320)
+    # Boxes are in the video's own pixels: 64-px cubes, inside the frame.
+    assert set(np.unique(capped.boxes[:, 3] - capped.boxes[:, 2])) == {64}
+    assert capped.boxes[:, 5].max() <= 640 and capped.boxes[:, 3].max() <= 240
+    r2 = rng.normal(size=len(capped))
+    r1 = spread_relevance(capped, r2, field.grid_shape, field.cell)
+    assert r1.shape == field.grid_shape and r1.sum() == pytest.approx(r2.sum())
+
+
+def test_odd_sized_large_video_downscales_with_partial_edge_blocks():
+    from actionlrp.descriptors import downscale
+
+    flow = np.ones((5, 3, 5, 2), np.float32)
+    small = downscale(field_of(flow), 2)
+    assert small.flow.shape == (5, 2, 3, 2)
+    assert np.allclose(small.flow, 0.5)  # edge blocks average the cells they have

@@ -54,7 +54,10 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def _model_params(args: argparse.Namespace) -> dict:
+    from actionlrp.descriptors import DescriptorParams
+
     return {
+        "descriptor_params": DescriptorParams(max_width=args.max_width),
         "motion": args.motion,
         "n_components": args.k,
         "pca_dims": args.pca,
@@ -279,6 +282,12 @@ def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
         p.add_argument("--pca", type=int, default=None, help="PCA dims per feature type")
         p.add_argument("--C", type=float, default=None, help="SVM C (default: cross-validated)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument(
+            "--max-width",
+            type=int,
+            default=None,
+            help="describe wider videos at 1/f of their size (e.g. 320; default: native)",
+        )
         p.add_argument("--transcode", action="store_true", help="re-encode codecs without vectors")
     p.add_argument("--jobs", type=int, default=2, help="extraction processes (default 2)")
     p.add_argument("--cache", default=None, help="descriptor cache folder")

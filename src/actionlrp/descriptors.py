@@ -11,6 +11,7 @@ per vector.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterator
@@ -44,6 +45,11 @@ class DescriptorParams:
         Flow magnitude in px per frame under which a vector counts in HOF's no-motion bin (1.0).
     normalization : str
         ``"root"`` (L1 then square root, RootSIFT), ``"l2"``, or ``"none"``.
+    max_width : int or None
+        Videos wider than this are described at 1/f of their size (f the smallest whole factor
+        that brings them to at most ``max_width`` px): the motion field is averaged over f × f
+        cells and its flow divided by f, so cubes cover the same share of the scene at every
+        resolution. Boxes stay in the video's own pixels. None: native size (the paper).
     """
 
     cube_px: tuple[int, ...] = (32,)
@@ -51,6 +57,7 @@ class DescriptorParams:
     stride_px: int = 16
     still_threshold: float = 1.0
     normalization: str = "root"
+    max_width: int | None = None
 
     def dims(self) -> dict[str, int]:
         """Dimensions per feature type: 108, 96, 96 with the defaults."""
@@ -242,6 +249,11 @@ def iter_describe(
     """
     params = params or DescriptorParams()
     _check(field_, params)
+    factor = scale_factor(field_.width, params.max_width)
+    if factor > 1:
+        for chunk in iter_describe(downscale(field_, factor), params, chunk_frames):
+            yield _upscale_boxes(chunk, factor)
+        return
     cf = params.cell_frames
     span = _TIME_CELLS * cf
     step = max(cf, (chunk_frames // cf) * cf)
@@ -254,6 +266,37 @@ def iter_describe(
         for cube_px in params.cube_px:
             yield _cubes(hist, field_, params, cube_px, start)
         start += step
+
+
+def scale_factor(width: int, max_width: int | None) -> int:
+    """The smallest whole factor f with ``width / f ≤ max_width`` (1 when ``max_width`` is None)."""
+    if not max_width or width <= max_width:
+        return 1
+    return -(-width // max_width)
+
+
+def downscale(field_: MotionField, factor: int) -> MotionField:
+    """The field of the video shrunk ``factor`` times: flow averaged over factor × factor cells
+    (edge blocks over the cells they have) and divided by ``factor`` (px per frame shrink too)."""
+    t, gh, gw, _ = field_.flow.shape
+    ph, pw = -(-gh // factor) * factor, -(-gw // factor) * factor
+    padded = np.zeros((t, ph, pw, 2), np.float64)
+    padded[:, :gh, :gw] = field_.flow
+    count = np.zeros((ph, pw))
+    count[:gh, :gw] = 1.0
+    blocks = (t, ph // factor, factor, pw // factor, factor, 2)
+    sums = padded.reshape(blocks).sum(axis=(2, 4))
+    counts = count.reshape(ph // factor, factor, pw // factor, factor).sum(axis=(1, 3))
+    flow = (sums / counts[None, :, :, None] / factor).astype(np.float32)
+    return dataclasses.replace(
+        field_, flow=flow, width=field_.width // factor, height=field_.height // factor
+    )
+
+
+def _upscale_boxes(desc: LocalDescriptors, factor: int) -> LocalDescriptors:
+    boxes = desc.boxes.copy()
+    boxes[:, 2:] *= factor
+    return LocalDescriptors(desc.features, boxes)
 
 
 def _cubes(

@@ -588,7 +588,13 @@ class FisherEncoder(BaseEstimator):
         return out
 
     def relevance_epsilon(
-        self, desc: LocalDescriptors, r3: np.ndarray, epsilon: float
+        self,
+        desc: LocalDescriptors,
+        r3: np.ndarray,
+        epsilon: float,
+        *,
+        psi: np.ndarray | None = None,
+        live: np.ndarray | None = None,
     ) -> tuple[dict[str, np.ndarray], float]:
         """R(2) of each descriptor and feature type by the ε-rule (DESIGN §5).
 
@@ -605,6 +611,10 @@ class FisherEncoder(BaseEstimator):
             Relevance of each FV dimension, e.g. ``w_cd Φ_d + b_c / D``.
         epsilon : float
             Stabiliser relative to mean |Ψ_d| (≥ 0); larger absorbs more relevance.
+        psi : ndarray, shape (fv_dim_,), optional
+            The clip's Ψ if already encoded (saves a second encoding).
+        live : ndarray of bool, shape (fv_dim_,), optional
+            Dimensions allowed to pass relevance on; the others keep theirs (absorbed).
 
         Returns
         -------
@@ -619,10 +629,12 @@ class FisherEncoder(BaseEstimator):
             raise ValueError(f"r3 must have shape ({self.fv_dim_},) like Ψ, got {r3.shape}")
         if not epsilon >= 0:
             raise ValueError(f"epsilon must be ≥ 0, got {epsilon!r}")
-        psi = self.encode(desc).psi
+        if psi is None:
+            psi = self.encode(desc).psi
         eps_abs = float(epsilon) * float(np.mean(np.abs(psi)))
         denominator = psi + eps_abs * np.where(psi >= 0, 1.0, -1.0)
-        a = np.divide(r3, denominator, out=np.zeros_like(r3), where=denominator != 0)
+        passes = denominator != 0 if live is None else live & (denominator != 0)
+        a = np.divide(r3, denominator, out=np.zeros_like(r3), where=passes)
         r2 = self.descriptor_relevance(desc, a)
         absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
         return r2, absorbed

@@ -108,24 +108,6 @@ def relevance_fv(
     return r3
 
 
-def relevance_descriptors(
-    encoder, desc: LocalDescriptors, psi: np.ndarray, r3: np.ndarray, epsilon: float, live
-) -> tuple[dict[str, np.ndarray], float]:
-    """R(2) by the ε-rule, per feature type, and the relevance the stabiliser absorbed.
-
-    DESIGN §5: R(2)_l = Σ_d z_ld R(3)_d / (Ψ_d + ε_abs·sign(Ψ_d)), sign(0) = +1, with
-    ε_abs = ``epsilon``·mean_d |Ψ_d|; dimensions outside ``live`` pass nothing on.
-    """
-    if not epsilon >= 0:
-        raise ValueError(f"epsilon must be ≥ 0, got {epsilon!r}")
-    eps_abs = float(epsilon) * float(np.mean(np.abs(psi)))
-    denominator = psi + eps_abs * np.where(psi >= 0, 1.0, -1.0)
-    a = np.divide(r3, denominator, out=np.zeros_like(r3), where=live & (denominator != 0))
-    r2 = encoder.descriptor_relevance(desc, a)
-    absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
-    return r2, absorbed
-
-
 #: |Ψ_d| at or under this fraction of max |Ψ| counts as unpopulated (exp underflow, round-off).
 LIVE_THRESHOLD = 1e-9
 
@@ -169,7 +151,7 @@ def explain(
     else:
         raise ValueError(f"class {class_name!r} is not one of the model's: {', '.join(classes)}")
     r3 = relevance_fv(phi, classifier.coef_[index], classifier.intercept_[index], live)
-    r2, absorbed = relevance_descriptors(encoder, descriptors, psi, r3, epsilon, live)
+    r2, absorbed = encoder.relevance_epsilon(descriptors, r3, epsilon, psi=psi, live=live)
     weights = voxel_weights(field, model.params_) if fine else {}
     by_feature = {
         f: spread_relevance(descriptors, r2[f], field.grid_shape, field.cell, weights.get(f))

@@ -4,6 +4,9 @@
 2. ../shared/data/fight-dev (real CCTV fight / no-fight, 100 clips): group 5-fold CV accuracy and
    mean AP with ``--motion mv`` and ``--motion flow`` side by side, with their total times.
 
+What was tried to choose the defaults (K, PCA, normalisation, FV parts, C, max_width) and the
+end-to-end training time are in benchmarks/bench_fight_dev.py.
+
     python benchmarks/bench_recognition.py [--data ../shared/data] [--k 256] [--skip-builtin]
 """
 
@@ -68,11 +71,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--k", type=int, default=256)
-    parser.add_argument("--pca", type=int, default=None)
+    parser.add_argument(
+        "--pca", type=int, default=ActionModel().pca_dims, help="PCA dims (0: none)"
+    )
     parser.add_argument("--skip-builtin", action="store_true")
     parser.add_argument("--skip-flow", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    args.pca = args.pca or None
     results = {}
     with tempfile.TemporaryDirectory(prefix="actionlrp-cache-") as cache:
         if not args.skip_builtin:

@@ -139,6 +139,12 @@ def test_load_ground_truth_gives_t_boxes_inside_the_frame_and_a_valid_interval(d
         assert 1 <= truth.distractor_boxes.shape[1] <= 2
         assert np.array_equal(truth.in_interval(), np.isin(np.arange(n_frames), range(start, stop)))
         assert truth.actor_mask(8).shape == (n_frames, 15, 20)
+        y0, y1, x0, x1 = truth.actor_boxes[start]
+        grown = truth.actor_mask(1, margin=4)[start]
+        assert grown[max(y0 - 4, 0) : y1 + 4, max(x0 - 4, 0) : x1 + 4].all()
+        assert grown.sum() == (min(y1 + 4, 120) - max(y0 - 4, 0)) * (
+            min(x1 + 4, 160) - max(x0 - 4, 0)
+        )
         again = load_ground_truth(clip.with_suffix(".json"))
         assert np.array_equal(again.actor_boxes, truth.actor_boxes)
 

@@ -154,7 +154,7 @@ def test_cell_histograms_sum_each_five_frame_slab():
 def test_normalised_descriptors_have_unit_norm(square_clips, normalization):
     desc = describe(
         read_motion_field(square_clips["libx264", 0].path),
-        DescriptorParams(normalization=normalization),
+        DescriptorParams(normalization=normalization, mbh_floor=0.0),
     )
     for x in desc.features.values():
         norms = np.linalg.norm(x, axis=1)
@@ -162,6 +162,22 @@ def test_normalised_descriptors_have_unit_norm(square_clips, normalization):
         assert nonzero.mean() > 0.5
         assert np.allclose(norms[nonzero], 1.0, atol=1e-4)
         assert (x >= 0).all()
+
+
+def test_mbh_floor_keeps_weak_boundaries_small_and_leaves_strong_ones_whole():
+    flow = np.zeros((15, 4, 4, 2))
+    flow[:, :, 2:, 0] = 0.2  # a weak step in x flow (noise level) inside one 32-px cube
+    weak = describe(field_of(flow), DescriptorParams())
+    flow[:, :, 2:, 0] = 8.0  # a strong one
+    strong = describe(field_of(flow), DescriptorParams())
+    plain = describe(field_of(flow * 0.025), DescriptorParams(mbh_floor=0.0))
+    for f in ("mbhx",):
+        assert np.linalg.norm(weak.features[f]) < 0.5
+        assert np.linalg.norm(strong.features[f]) == pytest.approx(1.0, abs=1e-5)
+        assert np.linalg.norm(plain.features[f]) == pytest.approx(1.0, abs=1e-5)
+    assert np.linalg.norm(weak.features["hof"]) == pytest.approx(1.0, abs=1e-5)  # no floor
+    with pytest.raises(ValueError, match="mbh_floor"):
+        describe(field_of(flow), DescriptorParams(mbh_floor=-1.0))
 
 
 def test_chunked_extraction_equals_whole(square_clips):
@@ -233,32 +249,58 @@ def test_spread_relevance_is_uniform_inside_a_single_cube():
     assert np.isclose(np.abs(r1).sum(), 6.0)
 
 
-def test_weighted_spreading_follows_the_moving_vectors_and_conserves():
-    from actionlrp.descriptors import spread_relevance, voxel_weights
+def test_bin_relevance_goes_to_the_vectors_that_filled_the_bin():
+    from actionlrp.descriptors import spread_bin_relevance
 
     flow = np.zeros((15, 4, 4, 2))
-    flow[:, 1, 1, 0] = 5.0  # one moving voxel column inside a single 32-px cube
+    flow[:, 1, 1, 0] = 5.0  # one voxel column moving right inside a single 32-px cube
+    flow[:, 2, 2, 1] = 3.0  # and one moving down in another cell
     field = field_of(flow)
     desc = describe(field)
     assert len(desc) == 1
-    weights = voxel_weights(field)["hof"]
-    r1 = spread_relevance(desc, np.array([3.0]), field.grid_shape, field.cell, weights)
+    r = np.zeros((1, 108))
+    # HOF bin 0 (rightward) of time cell 1, spatial cell (0, 0): holds voxel (1, 1) only.
+    r[0, (1 * 4 + 0) * 9 + 0] = 3.0
+    r1 = spread_bin_relevance(field, desc, r, "hof")
     assert r1.sum() == pytest.approx(3.0)
-    # HOF weights: 5 px/frame on the 15 moving voxels, the still threshold (1) on the other 225.
-    assert r1[:, 1, 1].sum() == pytest.approx(3.0 * 75 / (75 + 225))
-    uniform = spread_relevance(desc, np.array([3.0]), field.grid_shape, field.cell)
-    assert uniform[:, 1, 1].sum() == pytest.approx(3.0 * 15 / 240)
+    assert r1[5:10, 1, 1] == pytest.approx(np.full(5, 0.6))
+    assert np.count_nonzero(r1) == 5
+    # The no-motion bin of the same cell: its 3 still voxels × 5 frames share it evenly.
+    r[:] = 0.0
+    r[0, (1 * 4 + 0) * 9 + 8] = 1.5
+    r1 = spread_bin_relevance(field, desc, r, "hof")
+    assert r1.sum() == pytest.approx(1.5)
+    assert r1[5:10, 1, 1].sum() == 0.0
+    assert r1[5:10, 0:2, 0:2].sum() == pytest.approx(1.5)
+    assert np.allclose(r1[5:10, 0, 0], 0.1)
 
 
-def test_weighted_spreading_of_a_motionless_cube_falls_back_to_uniform():
-    from actionlrp.descriptors import spread_relevance, voxel_weights
+def test_relevance_of_an_empty_bin_is_spread_over_its_cell():
+    from actionlrp.descriptors import spread_bin_relevance
 
     field = field_of(np.zeros((15, 4, 4, 2)))
     desc = describe(field)
-    weights = voxel_weights(field)["mbhx"]
-    assert weights.sum() == 0
-    r1 = spread_relevance(desc, np.array([2.0]), field.grid_shape, field.cell, weights)
-    assert np.allclose(r1, 2.0 / r1.size)
+    r = np.zeros((1, 96))
+    r[0, (2 * 4 + 3) * 8 + 5] = 2.0  # MBHx is empty everywhere: time cell 2, cell (1, 1)
+    r1 = spread_bin_relevance(field, desc, r, "mbhx")
+    assert r1.sum() == pytest.approx(2.0)
+    assert np.allclose(r1[10:15, 2:4, 2:4], 2.0 / 20)
+    assert np.abs(r1).sum() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("feature", ["hof", "mbhx", "mbhy"])
+@pytest.mark.parametrize("params", [DescriptorParams(), DescriptorParams(cube_px=(32, 48))])
+def test_bin_relevance_conserves_on_a_random_field(feature, params):
+    from actionlrp.descriptors import spread_bin_relevance
+
+    field = _random_field(t=33, gh=13, gw=15)
+    desc = describe(field, params)
+    r = np.random.default_rng(2).normal(size=(len(desc), params.dims()[feature]))
+    r1 = spread_bin_relevance(field, desc, r, feature, params)
+    assert r1.shape == field.grid_shape
+    assert r1.sum() == pytest.approx(r.sum(), rel=1e-9)
+    # Voxels that no cube covers get nothing (frames past the last whole time cell).
+    assert not r1[30:].any()
 
 
 # -------------------------------------------------------------------------------------------
@@ -294,3 +336,25 @@ def test_odd_sized_large_video_downscales_with_partial_edge_blocks():
     small = downscale(field_of(flow), 2)
     assert small.flow.shape == (5, 2, 3, 2)
     assert np.allclose(small.flow, 0.5)  # edge blocks average the cells they have
+
+
+@pytest.mark.parametrize("feature", ["hof", "mbhx", "mbhy"])
+def test_bin_relevance_uses_the_forward_histograms(feature):
+    """Give every bin its own raw value: each voxel then gets its magnitude × the (whole)
+    number of cube cells that hold it, which only holds if the weights are the histograms'."""
+    from actionlrp.descriptors import spread_bin_relevance
+
+    field = _random_field(t=30, gh=10, gw=12, seed=4)
+    desc = describe(field, RAW)
+    r1 = spread_bin_relevance(field, desc, desc.features[feature].astype(np.float64), feature, RAW)
+    u, v = field.flow[..., 0], field.flow[..., 1]
+    if feature == "hof":
+        magnitude = np.maximum(np.hypot(u, v), 1.0 * (np.hypot(u, v) < 1.0))
+    else:
+        gy, gx = np.gradient(u if feature == "mbhx" else v, axis=(1, 2))
+        magnitude = np.hypot(gx, gy) / field.cell
+    covered = r1 != 0
+    count = r1[covered] / magnitude[covered]
+    assert covered.sum() > 0.5 * r1.size
+    assert np.allclose(count, np.round(count), atol=1e-3)
+    assert set(np.round(count).astype(int)) <= set(range(1, 13))

@@ -287,6 +287,37 @@ def test_same_random_state_gives_identical_encoder_and_fisher_vector(clips, enco
     np.testing.assert_array_equal(encoder.encode(clips[0]).psi, again.encode(clips[0]).psi)
 
 
+def test_gmm_is_sklearns_float32_fit_with_float64_parameters(clips):
+    from sklearn.mixture import GaussianMixture
+
+    enc = FisherEncoder(n_components=K, max_iter=20, feature_types=("mbhx",)).fit(clips)
+    x = np.concatenate([c.features["mbhx"] for c in clips]).astype(np.float32)
+    reference = GaussianMixture(
+        K, covariance_type="diag", reg_covar=enc.reg_covar, max_iter=20, random_state=0
+    ).fit(x[np.argsort(np.random.default_rng(0).random(len(x)), kind="stable")])
+    assert enc.weights_["mbhx"].dtype == np.float64
+    assert enc.weights_["mbhx"].sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(enc.means_["mbhx"], reference.means_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        enc.sigmas_["mbhx"], np.sqrt(reference.covariances_.astype(np.float64)), rtol=1e-5
+    )
+
+
+def test_gmm_falls_back_to_float64_when_the_float32_fit_fails(clips, monkeypatch):
+    from sklearn.mixture import GaussianMixture
+
+    class Float64Only(GaussianMixture):
+        def fit(self, X, y=None):
+            if X.dtype == np.float32:
+                raise ValueError("ill-defined empirical covariance")
+            return super().fit(X, y)
+
+    monkeypatch.setattr(fisher, "GaussianMixture", Float64Only)
+    enc = FisherEncoder(n_components=K, max_iter=20).fit(clips)
+    assert all(np.all(s > 0) for s in enc.sigmas_.values())
+    assert np.all(np.isfinite(enc.encode(clips[0]).psi))
+
+
 def test_sampling_does_not_depend_on_how_descriptors_split_into_clips(clips):
     whole = LocalDescriptors.concatenate(list(clips))
     for max_samples in (100, 10_000):  # 100 < total / 2: the one-pass pruning runs

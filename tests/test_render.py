@@ -64,7 +64,8 @@ def explained(tmp_path_factory):
     clip = sorted((data / "test" / "walk").glob("*.*[4i]"))[0]
     out = root / "explanation"
     result = subprocess.run(
-        [*run, "explain", clip, "--model", model, "--out", out, "--fine", "--json"],
+        [*run, "explain", clip, "--model", model, "--out", out, "--fine", "--reference", "still"]
+        + ["--json"],
         capture_output=True,
         text=True,
     )
@@ -85,6 +86,7 @@ def test_explain_writes_every_part_of_the_report(explained):
     ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert printed["report"] == str(out / "report.html")
+    assert printed["fine"] is True and printed["reference"] == "still"
 
 
 def test_summary_json_has_the_documented_keys_and_adds_up(explained):
@@ -153,7 +155,8 @@ def test_explain_dataset_writes_one_report_with_localisation_scores(explained, t
     summary = json.loads((tmp_path / "ds" / "summary.json").read_text())
     assert set(summary["feature_shares"]) == {"pushups", "walk"}
     for row in summary["clips"]:
-        assert 0.0 <= row["mass_on_actor"] <= 1.0 and row["pointing_game"] in (0.0, 1.0)
+        assert 0.0 <= row["mass_on_actor"] <= row["mass_near_actor"] <= 1.0
+        assert row["pointing_game"] in (0.0, 1.0)
         assert 0.0 <= row["top_frames_in_interval"] <= 1.0
     page = (tmp_path / "ds" / "report.html").read_text()
     assert "feature shares by class" in page and "data:image/png;base64," in page

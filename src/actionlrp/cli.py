@@ -60,7 +60,7 @@ def _model_params(args: argparse.Namespace) -> dict:
         "descriptor_params": DescriptorParams(max_width=args.max_width),
         "motion": args.motion,
         "n_components": args.k,
-        "pca_dims": args.pca,
+        "pca_dims": args.pca or None,
         "C": args.C,
         "random_state": args.seed,
         "n_jobs": args.jobs,
@@ -227,7 +227,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     model = ActionModel.load(args.model)
-    e, report = explain_video(args.video, model, args.out, args.cls, args.epsilon, args.fine)
+    e, report = explain_video(
+        args.video, model, args.out, args.cls, args.epsilon, args.fine, args.reference
+    )
     result = summary(e)
     result.pop("frame_relevance")
     result["report"] = str(report)
@@ -253,6 +255,7 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
         fine=not args.uniform,
         reports=args.reports,
         progress=not args.json and sys.stderr.isatty(),
+        reference=args.reference,
     )
     data = json.loads((Path(args.out) / "summary.json").read_text())
     _report_failures(data["failed"])
@@ -263,6 +266,7 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
             "n_failed",
             "accuracy",
             "mass_on_actor",
+            "mass_near_actor",
             "pointing_game",
             "top_frames_in_interval",
             "feature_shares",
@@ -275,11 +279,26 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
     return _exit_code(data["n_failed"], len(clips))
 
 
+def _add_reference_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--reference",
+        choices=["still"],
+        default=None,
+        help="share relevance by each cube's deviation from a motionless one (default: the "
+        "paper's ε-rule)",
+    )
+
+
 def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
     if motion:
         p.add_argument("--motion", choices=("mv", "flow"), default="mv", help="motion source")
         p.add_argument("--k", type=int, default=256, help="GMM components per feature type")
-        p.add_argument("--pca", type=int, default=None, help="PCA dims per feature type")
+        p.add_argument(
+            "--pca",
+            type=int,
+            default=48,
+            help="PCA dims per feature type before the GMM (default 48; 0: no PCA)",
+        )
         p.add_argument("--C", type=float, default=None, help="SVM C (default: cross-validated)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument(
@@ -381,8 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--class", dest="cls", default=None, help="class to explain (default: predicted)"
     )
-    p.add_argument("--epsilon", type=float, default=None, help="ε relative to mean |Ψ| (0.1)")
+    p.add_argument("--epsilon", type=float, default=None, help="ε relative to mean |Ψ| (1.0)")
     p.add_argument("--fine", action="store_true", help="relevance to individual vectors")
+    _add_reference_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_explain)
 
@@ -391,8 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True, help="folder for report.html and its parts")
     _add_layout_options(p)
-    p.add_argument("--epsilon", type=float, default=None, help="ε relative to mean |Ψ| (0.1)")
+    p.add_argument("--epsilon", type=float, default=None, help="ε relative to mean |Ψ| (1.0)")
     p.add_argument("--uniform", action="store_true", help="spread evenly over cubes (the paper)")
+    _add_reference_option(p)
     p.add_argument("--reports", type=int, default=3, help="full clip reports per class")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_explain_dataset)

@@ -22,6 +22,7 @@ What happens with frames and blocks that carry no vector:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import tempfile
@@ -32,6 +33,9 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.sidedata.motionvectors import MotionVectors
+from av.sidedata.sidedata import SideDataContainer
+from numba import njit
 
 from actionlrp.errors import NoMotionVectorsError, VideoError
 
@@ -65,8 +69,34 @@ _CODECS_WITHOUT_B_REFERENCES = CODECS_WITH_VECTORS - {"h264"}
 #: (``benchmarks/bench_motion.py``) and tested to leave the vectors unchanged
 #: (``tests/test_codec.py::test_fast_decoder_options_leave_vectors_unchanged``).
 FAST_DECODER_OPTIONS: dict[str, str] = {"skip_loop_filter": "all"}
+#: The MPEG-1/2/4 and H.263 family is first decoded with less pixel work still: no inverse
+#: DCT, pictures at 1/8 size. The vectors come from the bitstream all the same, in full-size
+#: pixels, and the pass is 15–30 % faster. Only the error concealment of a damaged stream
+#: looks at the pixels, so any decoding error stops that pass (``explode``) and the clip is
+#: decoded again with `FAST_DECODER_OPTIONS`.
+_QUICK_DECODER_OPTIONS = {
+    **FAST_DECODER_OPTIONS,
+    "skip_idct": "all",
+    "lowres": "3",
+    "err_detect": "explode",
+}
+_CODECS_DECODED_QUICKLY = _CODECS_WITHOUT_B_REFERENCES
 
 _WINDOW = 64  # frames: the farthest a reference frame is looked for
+_MAX_PREALLOCATED_BYTES = 1 << 30  # of flow, before any frame has been decoded
+#: The one signature each compiled kernel has. Declared, not inferred: a second signature
+#: (empty arrays, say) would make two processes that fill numba's cache at the same time
+#: overwrite each other's entries.
+_SIGNATURES = {
+    "_distances": "void(int8[::1], int64[::1], int64[::1], int64, boolean, boolean, "
+    "float64[::1], float64[::1])",
+    "_fill_b_from_next_anchor": "void(float32[:, :, :, ::1], int8[::1], boolean[::1])",
+    "_splat": "void(int32[:], uint8[:], uint8[:], int16[:], int16[:], int32[:], int32[:], "
+    "uint16[:], int64[::1], int64, int64, int64, float32[:, :, :, :, ::1])",
+    "_combine_sums": "void(float32[:, :, :, :, ::1], float32[::1], float32[::1], "
+    "float32[:, :, :, ::1])",
+    "_fill_gaps": "void(float32[:, :, ::1], int64, int64[::1], boolean)",
+}
 _PICTURE_TYPES = {1: "I", 2: "P", 3: "B", 4: "S", 5: "I", 6: "P", 7: "B"}
 
 
@@ -201,6 +231,54 @@ def _frame_rate(stream: av.VideoStream) -> float:
 
 
 # --------------------------------------------------------------------------------------------
+# Scratch memory
+
+
+class _Workspace:
+    """Scratch arrays kept from one call to the next.
+
+    Fresh memory costs a page fault per page on first use, which for a short clip takes longer
+    than the arithmetic done in it. `_workspace` lends one to a thread for a while.
+    """
+
+    #: Arrays larger than this are not kept once the workspace is handed back.
+    keep_bytes = 16 << 20
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """An array of ``shape`` (contents undefined), valid until the next call for ``name``."""
+        dtype = np.dtype(dtype)
+        size = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.dtype != dtype or buffer.size < size:
+            buffer = self._buffers[name] = np.empty(size, dtype)
+        return buffer[:size].reshape(shape)
+
+    def trim(self) -> None:
+        """Drop the large arrays."""
+        self._buffers = {k: v for k, v in self._buffers.items() if v.nbytes <= self.keep_bytes}
+
+
+_IDLE_WORKSPACES: list[_Workspace] = []
+
+
+@contextlib.contextmanager
+def _workspace() -> Iterator[_Workspace]:
+    """A `_Workspace` that no other thread uses meanwhile (list.pop and append are atomic)."""
+    try:
+        work = _IDLE_WORKSPACES.pop()
+    except IndexError:
+        work = _Workspace()
+    try:
+        yield work
+    finally:
+        work.trim()
+        _IDLE_WORKSPACES.append(work)
+
+
+# --------------------------------------------------------------------------------------------
 # Forward step: bitstream → MotionField
 
 
@@ -224,7 +302,10 @@ def read_motion_field(
         Re-encode a clip whose codec exports no vectors (HEVC, VP9, AV1, MJPEG ...) to MPEG-4
         Part 2 in a temporary file first, and read the vectors of that.
     decoder_options : dict, optional
-        FFmpeg decoder options; default `FAST_DECODER_OPTIONS`.
+        FFmpeg decoder options; default `FAST_DECODER_OPTIONS`. By default the MPEG-1/2/4 and
+        H.263 family is first decoded with less pixel work still (no inverse DCT, pictures at
+        1/8 size: the same vectors), and again with `FAST_DECODER_OPTIONS` only if that pass
+        meets a damaged frame, whose error concealment would depend on the pixels.
     threads : int, default 0
         Decoder threads (0: FFmpeg's choice). Slice threads only: frame threads would reorder
         nothing but add latency and memory.
@@ -247,9 +328,18 @@ def read_motion_field(
     with open_video(path) as (container, stream):
         codec = stream.codec_context.name
         if codec in CODECS_WITH_VECTORS:
-            return _decode_vectors(path, container, stream, cell, decoder_options, threads)
-        if not transcode:
+            if decoder_options is not None or codec not in _CODECS_DECODED_QUICKLY:
+                return _decode_vectors(path, container, stream, cell, decoder_options, threads)
+            field = _decode_vectors(
+                path, container, stream, cell, _QUICK_DECODER_OPTIONS, threads, quick=True
+            )
+            if field is not None:
+                return field
+        elif not transcode:
             _check_codec(path, codec)
+    if codec in CODECS_WITH_VECTORS:  # a damaged stream: again, with its errors concealed
+        with open_video(path) as (container, stream):
+            return _decode_vectors(path, container, stream, cell, decoder_options, threads)
     with _transcoded(path) as tmp:
         field = read_motion_field(tmp, cell, decoder_options=decoder_options, threads=threads)
     return _replace_origin(field, codec)
@@ -268,38 +358,43 @@ def _decode_vectors(
     cell: int,
     decoder_options: dict[str, str] | None,
     threads: int,
-) -> MotionField:
+    quick: bool = False,
+) -> MotionField | None:
+    """The field of ``stream``; with ``quick``, None as soon as a frame fails or is damaged."""
     ctx = stream.codec_context
+    codec = ctx.name
+    width, height = ctx.width, ctx.height  # before the decoder opens: lowres shrinks them
     options = dict(FAST_DECODER_OPTIONS if decoder_options is None else decoder_options)
     options["flags2"] = "+export_mvs"
     ctx.options = options
     if threads:
         ctx.thread_count = threads
     ctx.thread_type = "SLICE"
-    codec = ctx.name
-    width, height = ctx.width, ctx.height
     if not width or not height:
         raise VideoError(f"{path}: video stream has no frame size")
-    builder = _FieldBuilder(
-        height,
-        width,
-        cell,
-        b_references=codec not in _CODECS_WITHOUT_B_REFERENCES,
-        skip_b=codec in _CODECS_WITH_UNRELIABLE_B_VECTORS,
-    )
-    last_error = ""
-    for item in _decoded(container, stream):
-        if isinstance(item, int):
-            builder.packet(item)
-        elif isinstance(item, str):
-            last_error = item
-        else:
-            builder.add(*item)
-    if not builder.n_frames:
-        reason = f" ({last_error})" if last_error else ""
-        raise VideoError(f"{path}: no frame decodes{reason}")
+    skip_b = codec in _CODECS_WITH_UNRELIABLE_B_VECTORS
+    with _workspace() as work:
+        builder = _FieldBuilder(
+            height,
+            width,
+            cell,
+            b_references=codec not in _CODECS_WITHOUT_B_REFERENCES,
+            skip_b=skip_b,
+            frames_hint=stream.frames,
+            work=work,
+        )
+        last_error = ""
+        for items in _decoded(container, stream, b_vectors=not skip_b, check=quick):
+            last_error = builder.add_items(items) or last_error
+            if quick and last_error:
+                return None
+        if not builder.n_frames:
+            if quick:
+                return None
+            reason = f" ({last_error})" if last_error else ""
+            raise VideoError(f"{path}: no frame decodes{reason}")
+        flow, frame_types, has_vectors, times = builder.finish()
     fps = _frame_rate(stream)
-    flow, frame_types, has_vectors, times = builder.finish()
     if len(times) > 1 and not (np.diff(times) > 0).all():
         times = np.arange(len(times), dtype=np.float64) / fps  # e.g. AVI with B-frames
     return MotionField(
@@ -320,14 +415,37 @@ def _decode_vectors(
 _END = object()
 
 
-def _decoded(container: av.container.InputContainer, stream: av.VideoStream) -> Iterator:
+def _vector_bytes(frame: av.VideoFrame) -> bytes | None:
+    """A copy of the frame's ``MOTION_VECTORS`` side data (an array of `_MV_DTYPE`), or None.
+
+    The side data is wrapped here rather than read through ``frame.side_data``: that property
+    caches its wrapper on the frame, and the wrapper refers back to the frame, a cycle that
+    keeps every decoded picture alive until the garbage collector runs (FFmpeg then allocates
+    a fresh picture for each frame). The copy lets the picture go at once.
+    """
+    for data in SideDataContainer(frame):
+        if type(data) is MotionVectors:
+            return bytes(data)
+    return None
+
+
+def _decoded(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    *,
+    b_vectors: bool = True,
+    check: bool = False,
+    batch: int = 16,
+) -> Iterator:
     """Demux and decode in a background thread (FFmpeg releases the GIL while it decodes).
 
-    Yields, in order: a packet's pts (int, decode order), a decoded frame as
-    ``(picture type, pts, seconds, vectors or None)`` (display order), or an error message (str)
-    for a damaged stretch that was skipped.
+    Yields lists of, in order: a packet's pts (int, decode order), a decoded frame as
+    ``(picture type, pts, seconds, vector bytes or None)`` (display order), or an error message
+    (str) for a damaged stretch that was skipped; about ``batch`` frames per list. With
+    ``b_vectors`` False the vectors of B-frames are not copied out; with ``check``, a frame
+    the decoder marks as corrupt also comes with a message.
     """
-    items: queue.Queue = queue.Queue(maxsize=256)
+    items: queue.Queue = queue.Queue(maxsize=64)
     stop = threading.Event()
 
     def put(item) -> None:
@@ -336,16 +454,29 @@ def _decoded(container: av.container.InputContainer, stream: av.VideoStream) -> 
                 items.put(item, timeout=0.1)
                 return
 
-    def frame_item(frame: av.VideoFrame) -> tuple:
-        side = frame.side_data.get("MOTION_VECTORS")
-        return (
-            _PICTURE_TYPES.get(int(frame.pict_type), "?"),
-            frame.pts,
-            float(frame.time) if frame.time is not None else np.nan,
-            side.to_ndarray() if side is not None else None,
-        )
-
     def produce() -> None:
+        out: list = []
+        n_frames = 0
+
+        def take(frame: av.VideoFrame) -> None:
+            nonlocal out, n_frames
+            kind = _PICTURE_TYPES.get(frame.pict_type, "?")
+            time = frame.time
+            out.append(
+                (
+                    kind,
+                    frame.pts,
+                    float(time) if time is not None else np.nan,
+                    _vector_bytes(frame) if b_vectors or kind != "B" else None,
+                )
+            )
+            if check and frame.is_corrupt:
+                out.append("a damaged frame")
+            n_frames += 1
+            if n_frames == batch:
+                put(out)
+                out, n_frames = [], 0
+
         try:
             failures = 0
             packets = container.demux(stream)
@@ -356,22 +487,23 @@ def _decoded(container: av.container.InputContainer, stream: av.VideoStream) -> 
                     break
                 except av.error.FFmpegError as exc:
                     # A damaged container: resume after the damage, a bounded number of times.
-                    put(_reason(exc))
+                    out.append(_reason(exc))
                     failures += 1
                     if failures > 100:
                         break
                     packets = container.demux(stream)
                     continue
                 if packet.size and packet.pts is not None:
-                    put(int(packet.pts))
+                    out.append(int(packet.pts))
                 try:
                     for frame in packet.decode():
-                        put(frame_item(frame))
+                        take(frame)
                 except av.error.FFmpegError as exc:
-                    put(_reason(exc))
+                    out.append(_reason(exc))
             with contextlib.suppress(av.error.FFmpegError):
                 for frame in stream.codec_context.decode(None):
-                    put(frame_item(frame))
+                    take(frame)
+            put(out)
         except BaseException as exc:  # noqa: BLE001 — handed to the consumer and re-raised there
             put(exc)
         finally:
@@ -380,10 +512,10 @@ def _decoded(container: av.container.InputContainer, stream: av.VideoStream) -> 
     worker = threading.Thread(target=produce, name="actionlrp-decode", daemon=True)
     worker.start()
     try:
-        while (item := items.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        while (chunk := items.get()) is not _END:
+            if isinstance(chunk, BaseException):
+                raise chunk
+            yield chunk
     finally:
         stop.set()
         worker.join()
@@ -393,8 +525,10 @@ class _FieldBuilder:
     """Streams decoded frames into flow: vectors → per-cell sums → flow, a batch at a time.
 
     A frame becomes flow once the frames that decide its reference distances have been decoded
-    (``lag`` frames later), so only a few frames' sums are ever held: memory is the field plus
-    a constant.
+    (``lag`` frames later); its missing cells are filled as soon as the next value of each cell
+    is known. Only a few frames' sums are ever held: memory is the field plus a constant. The
+    numeric work runs in compiled kernels that release the GIL, so that the decoding thread,
+    which needs the GIL between frames, is held up as little as possible.
     """
 
     def __init__(
@@ -407,212 +541,309 @@ class _FieldBuilder:
         skip_b: bool,
         batch: int = 32,
         lag: int = 16,
+        frames_hint: int = 0,
+        work: _Workspace | None = None,
     ) -> None:
-        self.raster = _Rasteriser(height, width, cell)
+        work = work or _Workspace()
+        self.raster = _Rasteriser(height, width, cell, work)
         self.b_references, self.skip_b = b_references, skip_b
         self.batch, self.lag = batch, lag
         self.packet_rank: dict[int, int] = {}
         self.types: list[str] = []
-        self.rank: list[int] = []
-        self.display_of_rank: dict[int, int] = {}
         self.times: list[float] = []
-        self.has_vectors: list[bool] = []
         self.ranks_usable = True
         self.last_pts = -np.inf
-        self.pending = np.zeros((0, 2, 3, self.raster.gh, self.raster.gw), np.float32)
-        self.settled = 0  # frames before this index are in ``chunks``
-        self.chunks: list[np.ndarray] = []
+        gh, gw = self.raster.gh, self.raster.gw
+        self.settled = 0  # frames before this index are in ``flow``, filled where they can be
+        # The container's frame count, if it has one, sizes the field (within reason).
+        frames = min(max(frames_hint, 2 * batch), _MAX_PREALLOCATED_BYTES // (gh * gw * 8))
+        self.flow = np.empty((frames, gh, gw, 2), np.float32)
+        self.gaps = _GapFiller(gh * gw)
+        # Per frame: picture kind (`_KIND_CODES`), decode rank, whether it carried vectors;
+        # per decode rank: the display index of that frame (−1: not known).
+        self.kind = np.empty(frames, np.int8)
+        self.rank = np.empty(frames, np.int64)
+        self.has_vectors = np.empty(frames, np.bool_)
+        self.display_of_rank = np.full(frames, -1, np.int64)
+        # The per-cell sums of frames settled … n − 1 (at most lag + batch frames).
+        self.pending = work.array("field_sums", (batch + lag, 2, 3, gh, gw))
 
     @property
     def n_frames(self) -> int:
         return len(self.types)
 
-    def packet(self, pts: int) -> None:
-        """Record a packet's timestamp, in decode order."""
-        self.packet_rank.setdefault(pts, len(self.packet_rank))
+    def add_items(self, items: list) -> str:
+        """Take a chunk of `_decoded`: packet timestamps (decode order) and frames (display
+        order). Returns the chunk's last error message ("" if none)."""
+        error = ""
+        packet_rank, types, times = self.packet_rank, self.types, self.times
+        for item in items:
+            if type(item) is int:
+                packet_rank.setdefault(item, len(packet_rank))
+                continue
+            if type(item) is str:
+                error = item
+                continue
+            kind, pts, seconds, vectors = item
+            if kind == "B" and self.skip_b:
+                vectors = None
+            j = len(types)
+            if j == len(self.kind):
+                self._grow()
+            rank = packet_rank.get(pts, -1) if pts is not None else -1
+            if rank < 0 or pts <= self.last_pts:
+                self.ranks_usable = False  # e.g. AVI: no presentation order to match packets by
+            else:
+                self.last_pts = pts
+                if rank >= len(self.display_of_rank):
+                    self.display_of_rank = _grown(self.display_of_rank, rank + 1, fill=-1)
+                self.display_of_rank[rank] = j
+            types.append(kind)
+            times.append(seconds)
+            self.kind[j] = _KIND_CODES.get(kind, _OTHER)
+            self.rank[j] = rank
+            self.has_vectors[j] = bool(vectors)
+            self.raster.add(vectors)
+            if self.raster.n_queued >= self.batch:
+                self._advance(final=False)
+        return error
 
-    def add(self, kind: str, pts: int | None, seconds: float, vectors: np.ndarray | None) -> None:
-        """Take the next decoded frame (the decoder gives them in display order)."""
-        if kind == "B" and self.skip_b:
-            vectors = None
-        j = len(self.types)
-        rank = self.packet_rank.get(pts, -1) if pts is not None else -1
-        if rank < 0 or pts <= self.last_pts:
-            self.ranks_usable = False  # e.g. AVI: no presentation order to match packets by
-        else:
-            self.last_pts = pts
-            self.display_of_rank[rank] = j
-        self.rank.append(rank)
-        self.types.append(kind)
-        self.times.append(seconds)
-        self.has_vectors.append(vectors is not None and len(vectors) > 0)
-        self.raster.add(vectors)
-        if self.raster.n_queued >= self.batch:
-            self._advance(final=False)
+    def _grow(self) -> None:
+        n = max(2 * len(self.kind), 2 * self.batch)
+        self.kind, self.rank = _grown(self.kind, n), _grown(self.rank, n)
+        self.has_vectors = _grown(self.has_vectors, n)
 
     def _advance(self, final: bool) -> None:
-        sums = self.raster.take()
-        if len(sums):
-            self.pending = np.concatenate([self.pending, sums])
+        queued = self.raster.n_queued
+        start = self.n_frames - self.settled - queued
+        self.raster.take(self.pending[start : start + queued])
         upto = self.n_frames if final else self.n_frames - self.lag
         if upto <= self.settled:
             return
-        lo = self.settled
-        past, future = self._distances(lo, self.n_frames)
-        flow = _combine(self.pending, past, future)  # frames lo … n − 1
-        if self.skip_b:
-            _fill_b_from_next_anchor(flow, self.types[lo:], self.has_vectors[lo:])
-        self.chunks.append(flow[: upto - lo])
-        self.pending = self.pending[upto - lo :].copy()
-        self.settled = upto
-
-    def _is_reference(self, i: int) -> bool:
-        kind = self.types[i]
-        if kind in ("I", "P", "S"):
-            return True
-        if kind != "B" or not (self.b_references and self.ranks_usable):
-            return False
-        # The middle of a B-pyramid: the next frame decoded is shown before it.
-        nxt = self.display_of_rank.get(self.rank[i] + 1)
-        return nxt is not None and nxt < i
-
-    def _distances(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """Frames from each of frames lo … hi − 1 to its past and its future reference.
-
-        FFmpeg marks a vector's reference only as past (``source < 0``) or future
-        (``source > 0``), so the distance comes from the picture structure: a frame's references
-        are the nearest earlier / later reference pictures in display order that were decoded
-        before it (I, P, S, and in H.264 the referenced B-frames of a pyramid).
-        """
+        lo, n = self.settled, self.n_frames
+        # B-frames without vectors copy the next anchor, which may lie beyond ``upto``: those
+        # frames are written provisionally, and again when they settle.
+        hi = n if self.skip_b else upto
+        if hi > len(self.flow):  # more frames than the container announced
+            self.flow = _grown(self.flow, max(hi, len(self.flow) * 3 // 2), keep=lo)
         past, future = np.ones(hi - lo), np.ones(hi - lo)
-        use_rank = self.ranks_usable
-        n = self.n_frames
-        for j in range(lo, hi):
-            rj = self.rank[j]
-            for i in range(j - 1, max(-1, j - _WINDOW), -1):
-                if self._is_reference(i) and (not use_rank or self.rank[i] < rj):
-                    past[j - lo] = j - i
-                    break
-            if self.types[j] == "B":
-                for i in range(j + 1, min(n, j + _WINDOW)):
-                    if self._is_reference(i) and (not use_rank or self.rank[i] < rj):
-                        future[j - lo] = i - j
-                        break
-        return past, future
+        b_references = self.b_references and self.ranks_usable
+        kind, rank = self.kind[:n], self.rank[:n]
+        _distances(
+            kind, rank, self.display_of_rank, lo, b_references, self.ranks_usable, past, future
+        )
+        _combine(self.pending[: hi - lo], past, future, self.flow[lo:hi])
+        if self.skip_b:
+            _fill_b_from_next_anchor(self.flow[lo:hi], kind[lo:hi], self.has_vectors[lo:hi])
+        self.gaps.add(self.flow[:upto].reshape(upto, -1, 2), lo)
+        keep = n - upto
+        self.pending[:keep] = self.pending[upto - lo : upto - lo + keep]
+        self.settled = upto
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``flow`` (T, gh, gw, 2) filled, ``frame_types``, ``has_vectors``, ``timestamps``."""
         self._advance(final=True)
-        flow = np.concatenate(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
-        self.chunks = []
-        fill_missing(flow, out=flow)
+        t = self.n_frames
+        flow = self.flow[:t] if t == len(self.flow) else self.flow[:t].copy()
+        self.flow = self.flow[:0]
+        self.gaps.finish(flow.reshape(t, -1, 2))
         return (
             flow,
             np.asarray(self.types),
-            np.asarray(self.has_vectors, dtype=bool),
+            self.has_vectors[:t].copy(),
             np.asarray(self.times, dtype=np.float64),
         )
 
 
-def _fill_b_from_next_anchor(flow: np.ndarray, types: list[str], has_vectors: list[bool]) -> None:
+_KIND_CODES = {"I": 0, "P": 0, "S": 0, "B": 1}  # 0: always a reference picture
+_B, _OTHER = 1, 2
+
+
+def _grown(a: np.ndarray, n: int, keep: int | None = None, fill=None) -> np.ndarray:
+    """``a`` with room for ``n`` entries along axis 0, its first ``keep`` (all) entries kept."""
+    keep = len(a) if keep is None else keep
+    out = np.empty((n, *a.shape[1:]), a.dtype) if fill is None else np.full(n, fill, a.dtype)
+    out[:keep] = a[:keep]
+    return out
+
+
+@njit(inline="always")
+def _is_reference(kind, rank, display_of_rank, i, b_references):
+    if kind[i] == 0:
+        return True
+    if kind[i] != _B or not b_references:
+        return False
+    # The middle of a B-pyramid: the next frame decoded is shown before it.
+    nxt = rank[i] + 1
+    return 0 <= nxt < display_of_rank.shape[0] and 0 <= display_of_rank[nxt] < i
+
+
+@njit(_SIGNATURES["_distances"], cache=True, nogil=True)
+def _distances(kind, rank, display_of_rank, lo, b_references, use_rank, past, future):
+    """Frames from each of frames lo … lo + len(past) − 1 to its past and its future reference.
+
+    FFmpeg marks a vector's reference only as past (``source < 0``) or future
+    (``source > 0``), so the distance comes from the picture structure: a frame's references
+    are the nearest earlier / later reference pictures in display order that were decoded
+    before it (I, P, S, and in H.264 the referenced B-frames of a pyramid). ``past`` and
+    ``future`` keep their value (1) where there is none within `_WINDOW` frames.
+    """
+    n = kind.shape[0]
+    for j in range(lo, lo + past.shape[0]):
+        for i in range(j - 1, max(-1, j - _WINDOW), -1):
+            if _is_reference(kind, rank, display_of_rank, i, b_references) and (
+                not use_rank or rank[i] < rank[j]
+            ):
+                past[j - lo] = j - i
+                break
+        if kind[j] == _B:
+            for i in range(j + 1, min(n, j + _WINDOW)):
+                if _is_reference(kind, rank, display_of_rank, i, b_references) and (
+                    not use_rank or rank[i] < rank[j]
+                ):
+                    future[j - lo] = i - j
+                    break
+
+
+@njit(_SIGNATURES["_fill_b_from_next_anchor"], cache=True, nogil=True)
+def _fill_b_from_next_anchor(flow, kind, has_vectors):
     """Give each B-frame without vectors the flow of the next P-frame, whose vectors span it."""
-    nxt = None
-    for j in range(len(types) - 1, -1, -1):
-        if types[j] != "B" and has_vectors[j]:
+    nxt = -1
+    for j in range(kind.shape[0] - 1, -1, -1):
+        if kind[j] != _B and has_vectors[j]:
             nxt = j
-        elif types[j] == "B" and nxt is not None:
-            flow[j] = flow[nxt]
+        elif kind[j] == _B and nxt >= 0:
+            source, target = flow[nxt].ravel(), flow[j].ravel()
+            for i in range(target.size):
+                target[i] = source[i]
+
+
+#: One ``AVMotionVector`` as FFmpeg lays it out (PyAV's ``MotionVectors.to_ndarray`` dtype).
+_MV_DTYPE = np.dtype(
+    [
+        ("source", "int32"),
+        ("w", "uint8"),
+        ("h", "uint8"),
+        ("src_x", "int16"),
+        ("src_y", "int16"),
+        ("dst_x", "int16"),
+        ("dst_y", "int16"),
+        ("flags", "uint64"),
+        ("motion_x", "int32"),
+        ("motion_y", "int32"),
+        ("motion_scale", "uint16"),
+    ],
+    align=True,
+)
 
 
 class _Rasteriser:
     """Area-weighted splatting of codec blocks onto the ``cell``-px grid.
 
-    Vectors are buffered and splatted for many frames at once, so the numpy work is per batch,
-    not per frame.
+    Vectors are buffered and splatted for many frames at once, so the work is per batch, not
+    per frame.
     """
 
-    def __init__(self, height: int, width: int, cell: int) -> None:
+    def __init__(self, height: int, width: int, cell: int, work: _Workspace) -> None:
         self.height, self.width, self.cell = height, width, cell
         self.gh, self.gw = grid_size(height, width, cell)
-        self._pending: list[np.ndarray] = []
-        self._pending_frames: list[int] = []
-        self._n_frames = 0
+        self._work = work
+        self._vectors = work.array("field_vectors", (1 << 20,), np.uint8)  # the queued vectors
+        self._bytes = memoryview(self._vectors)
+        self._starts = [0]  # where each queued frame's vectors start, in vectors
 
     @property
     def n_queued(self) -> int:
-        return self._n_frames
+        return len(self._starts) - 1
 
-    def add(self, vectors: np.ndarray | None) -> None:
+    def add(self, vectors: bytes | None) -> None:
         """Queue one frame's vectors (None or empty: a frame without vectors)."""
-        if vectors is not None and len(vectors):
-            self._pending.append(vectors)
-            self._pending_frames.append(self._n_frames)
-        self._n_frames += 1
+        end = self._starts[-1]
+        if vectors:
+            used = end * _MV_DTYPE.itemsize
+            if used + len(vectors) > len(self._vectors):
+                grown = self._work.array("field_vectors", (2 * (used + len(vectors)),), np.uint8)
+                grown[:used] = self._vectors[:used]
+                self._vectors, self._bytes = grown, memoryview(grown)
+            self._bytes[used : used + len(vectors)] = vectors
+            end += len(vectors) // _MV_DTYPE.itemsize
+        self._starts.append(end)
 
-    def take(self) -> np.ndarray:
-        """Sums of the queued frames, (n, 2, 3, gh, gw): past / future × (Σa·dx, Σa·dy, Σa)."""
-        out = np.empty((self._n_frames, 2, 3, self.gh, self.gw), dtype=np.float32)
-        if self._pending:
-            vectors = np.concatenate(self._pending)
-            frame = np.repeat(self._pending_frames, [len(v) for v in self._pending])
-            self._splat(vectors, frame, out)
-        else:
-            out.fill(0.0)
-        self._pending, self._pending_frames, self._n_frames = [], [], 0
-        return out
-
-    def _splat(self, vectors: np.ndarray, frame: np.ndarray, out: np.ndarray) -> None:
-        """Add Σ area·dx, Σ area·dy, Σ area per frame, direction and cell into ``out``.
-
-        ``dx, dy = dst − src`` in pixels (FFmpeg: ``src = dst + motion / scale``). Each block is
-        cut into its pieces on the cell grid; a piece weighs its area inside the frame.
-        """
-        c = self.cell
-        scale = np.maximum(vectors["motion_scale"], 1).astype(np.float32)
-        dx = -vectors["motion_x"].astype(np.float32) / scale
-        dy = -vectors["motion_y"].astype(np.float32) / scale
-        w = vectors["w"].astype(np.int32)
-        h = vectors["h"].astype(np.int32)
-        x0 = vectors["dst_x"] - w // 2
-        y0 = vectors["dst_y"] - h // 2
-        x1 = np.minimum(x0 + w, self.width)
-        y1 = np.minimum(y0 + h, self.height)
-        x0, y0 = np.maximum(x0, 0), np.maximum(y0, 0)
-        cx0, cy0 = x0 // c, y0 // c
-        span = int(max(((x1 - 1) // c - cx0).max(), ((y1 - 1) // c - cy0).max(), 0)) + 1
-        offsets = np.arange(span, dtype=np.int32)
-        col, row = cx0[:, None] + offsets, cy0[:, None] + offsets  # (n, span) cells touched
-        ox = np.minimum(x1[:, None], (col + 1) * c) - np.maximum(x0[:, None], col * c)
-        oy = np.minimum(y1[:, None], (row + 1) * c) - np.maximum(y0[:, None], row * c)
-        area = (np.maximum(oy, 0)[:, :, None] * np.maximum(ox, 0)[:, None, :]).astype(np.float32)
-        n_cells = self.gh * self.gw
-        size = out.shape[0] * 2 * n_cells
-        direction = (vectors["source"] > 0).astype(np.int64)
-        base = (frame * 2 + direction) * n_cells + cy0 * self.gw + cx0
-        # Pieces off the grid have zero area; clamping keeps their index in range.
-        index = np.minimum(base[:, None, None] + offsets[:, None] * self.gw + offsets, size - 1)
-        index, area = index.ravel(), area.reshape(len(vectors), -1)
-        planes = (out.shape[0], 2, self.gh, self.gw)
-        out[:, :, 0] = np.bincount(index, (area * dx[:, None]).ravel(), size).reshape(planes)
-        out[:, :, 1] = np.bincount(index, (area * dy[:, None]).ravel(), size).reshape(planes)
-        out[:, :, 2] = np.bincount(index, area.ravel(), size).reshape(planes)
+    def take(self, out: np.ndarray) -> None:
+        """Sums of the queued frames into ``out`` (n, 2, 3, gh, gw): past / future × (Σa·dx,
+        Σa·dy, Σa), float32."""
+        starts = np.asarray(self._starts, np.int64)
+        vectors = self._vectors[: starts[-1] * _MV_DTYPE.itemsize].view(_MV_DTYPE)
+        fields = (vectors[name] for name in ("source", "w", "h", "dst_x", "dst_y"))
+        motion = (vectors[name] for name in ("motion_x", "motion_y", "motion_scale"))
+        _splat(*fields, *motion, starts, self.width, self.height, self.cell, out)
+        self._starts = [0]
 
 
-def _combine(acc: np.ndarray, past: np.ndarray, future: np.ndarray) -> np.ndarray:
-    """Flow (T, gh, gw, 2) from the per-direction sums (T, 2, 3, gh, gw); NaN where no inter
-    block covers a cell.
+@njit(_SIGNATURES["_splat"], cache=True, nogil=True)
+def _splat(
+    source, w, h, dst_x, dst_y, motion_x, motion_y, motion_scale, starts, width, height, cell, out
+):
+    """Σ area·dx, Σ area·dy, Σ area per frame, direction and cell into ``out`` (n, 2, 3, gh, gw),
+    float32; frame f has vectors ``starts[f] … starts[f + 1] − 1``.
+
+    ``dx, dy = dst − src`` in pixels (FFmpeg: ``src = dst + motion / scale``). Each block is
+    cut into its pieces on the cell grid; a piece weighs its area inside the frame. Every term
+    is a small multiple of 1 / scale, so the float64 sums are exact in any order.
+    """
+    sums = np.empty(out.shape[1:])  # one frame's, float64
+    for f in range(out.shape[0]):
+        if starts[f] == starts[f + 1]:  # a frame without vectors
+            out[f] = 0.0
+            continue
+        sums[:] = 0.0
+        for v in range(starts[f], starts[f + 1]):
+            scale = np.float32(max(motion_scale[v], 1))
+            dx = -np.float32(motion_x[v]) / scale
+            dy = -np.float32(motion_y[v]) / scale
+            x0, y0 = np.int64(dst_x[v]) - w[v] // 2, np.int64(dst_y[v]) - h[v] // 2
+            x1, y1 = min(x0 + w[v], width), min(y0 + h[v], height)
+            x0, y0 = max(x0, 0), max(y0, 0)
+            acc = sums[1 if source[v] > 0 else 0]
+            for row in range(y0 // cell, (y1 - 1) // cell + 1):
+                oy = min(y1, (row + 1) * cell) - max(y0, row * cell)
+                for col in range(x0 // cell, (x1 - 1) // cell + 1):
+                    ox = min(x1, (col + 1) * cell) - max(x0, col * cell)
+                    if oy > 0 and ox > 0:
+                        area = np.float32(oy * ox)
+                        acc[0, row, col] += area * dx
+                        acc[1, row, col] += area * dy
+                        acc[2, row, col] += area
+        flat_out, flat_sums = out[f].ravel(), sums.ravel()
+        for i in range(flat_sums.size):
+            flat_out[i] = flat_sums[i]
+
+
+def _combine(acc: np.ndarray, past: np.ndarray, future: np.ndarray, out: np.ndarray) -> None:
+    """Flow into ``out`` (T, gh, gw, 2) from the per-direction sums ``acc`` (T, 2, 3, gh, gw);
+    NaN where no inter block covers a cell.
 
     Past reference at distance d: flow = (dst − src) / d. Future reference at distance d:
     flow = (src − dst) / d (DESIGN §1).
     """
-    inv_past = (1.0 / past).astype(np.float32)[:, None, None, None]
-    inv_future = (1.0 / future).astype(np.float32)[:, None, None, None]
-    weight = acc[:, 0, 2] + acc[:, 1, 2]
-    flow = acc[:, 0, :2] * inv_past
-    flow -= acc[:, 1, :2] * inv_future
-    with np.errstate(invalid="ignore"):
-        flow /= weight[:, None]  # 0 / 0 = NaN where nothing covers the cell
-    return np.ascontiguousarray(flow.transpose(0, 2, 3, 1))
+    inv_past = (1.0 / past).astype(np.float32)
+    inv_future = (1.0 / future).astype(np.float32)
+    _combine_sums(acc, inv_past, inv_future, out)
+
+
+@njit(_SIGNATURES["_combine_sums"], cache=True, nogil=True, error_model="numpy")
+def _combine_sums(acc, inv_past, inv_future, out):
+    """(Σa·d_past · inv_past − Σa·d_future · inv_future) / Σa per frame and cell, in float32
+    (0 / 0 = NaN)."""
+    t, gh, gw = out.shape[0], out.shape[1], out.shape[2]
+    for f in range(t):
+        past, future = acc[f, 0], acc[f, 1]
+        for r in range(gh):
+            for c in range(gw):
+                weight = past[2, r, c] + future[2, r, c]
+                for k in range(2):
+                    flow = past[k, r, c] * inv_past[f] - future[k, r, c] * inv_future[f]
+                    out[f, r, c, k] = flow / weight
 
 
 def fill_missing(flow: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -630,26 +861,75 @@ def fill_missing(flow: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     -------
     ndarray, same shape, float32, without NaN (0 where a cell never carried a vector).
     """
-    t = flow.shape[0]
-    flat = flow.reshape(t, -1, 2)
-    valid = ~np.isnan(flat[..., 0])
     if out is None:
-        out = flow.copy()
+        out = np.array(flow, np.float32)
     elif out is not flow:
         out[...] = flow
-    if valid.all():
-        return out
-    steps = np.arange(t, dtype=np.int32)[:, None]
-    prev_idx = np.maximum.accumulate(np.where(valid, steps, -1), axis=0)
-    next_idx = np.minimum.accumulate(np.where(valid, steps, t)[::-1], axis=0)[::-1]
-    ti, ci = np.nonzero(~valid)
-    p, n = prev_idx[ti, ci], next_idx[ti, ci]
-    has_p, has_n = p >= 0, n < t
-    total = np.where(has_p[:, None], flat[np.maximum(p, 0), ci], 0.0)
-    total += np.where(has_n[:, None], flat[np.minimum(n, t - 1), ci], 0.0)
-    count = np.maximum(has_p.astype(np.float32) + has_n, 1.0)
-    out.reshape(t, -1, 2)[ti, ci] = total / count[:, None]
+    flat = np.ascontiguousarray(out, np.float32).reshape(out.shape[0], -1, 2)
+    gaps = _GapFiller(flat.shape[1])
+    gaps.add(flat, 0)
+    gaps.finish(flat)
+    if not np.shares_memory(flat, out):
+        out[...] = flat.reshape(out.shape)
     return out
+
+
+class _GapFiller:
+    """`fill_missing` for flow that arrives in time order, a few frames at a time.
+
+    A missing cell is filled as soon as the next valid value of that cell has arrived; a cell
+    still waiting for one at the end takes the last valid value (0 if it never had one).
+    """
+
+    def __init__(self, n_cells: int) -> None:
+        self.last_valid = np.full(n_cells, -1, np.int64)  # per cell: its last valid frame
+
+    def add(self, flat: np.ndarray, lo: int) -> None:
+        """Fill what can be filled once frames lo … T − 1 of ``flat`` (T, cells, 2) arrived.
+
+        Frames before ``lo`` are those of earlier calls: their valid cells keep their values,
+        their gaps still open (after the cell's last valid frame) are filled here when the new
+        frames close them.
+        """
+        _fill_gaps(flat, lo, self.last_valid, False)
+
+    def finish(self, flat: np.ndarray) -> None:
+        """Close the gaps still open at the end of ``flat`` (T, cells, 2)."""
+        _fill_gaps(flat, flat.shape[0], self.last_valid, True)
+
+
+@njit(inline="always")
+def _fill_gap(flat, c, prev, nxt):
+    """Frames prev + 1 … nxt − 1 of cell c: the mean of its values at ``prev`` (none if < 0) and
+    ``nxt`` (none if ≥ T), 0 where neither exists, in float32."""
+    zero = np.float32(0.0)
+    has_prev, has_next = prev >= 0, nxt < flat.shape[0]
+    count = np.float32(max(int(has_prev) + int(has_next), 1))
+    for k in range(2):
+        total = flat[prev, c, k] if has_prev else zero
+        total += flat[nxt, c, k] if has_next else zero
+        value = total / count
+        for f in range(prev + 1, nxt):
+            flat[f, c, k] = value
+
+
+@njit(_SIGNATURES["_fill_gaps"], cache=True, nogil=True)
+def _fill_gaps(flat, lo, last_valid, final):
+    """Fill the gaps of each cell of ``flat`` (T, cells, 2) that a valid value among frames
+    lo … T − 1 closes (with ``final``, also those still open at T); ``last_valid`` (cells,)
+    is each cell's last valid frame so far, updated."""
+    t, cells = flat.shape[0], flat.shape[1]
+    for f in range(lo, t):
+        for c in range(cells):
+            if not np.isnan(flat[f, c, 0]):
+                if f - last_valid[c] > 1:
+                    _fill_gap(flat, c, last_valid[c], f)
+                last_valid[c] = f
+    if final:
+        for c in range(cells):
+            if last_valid[c] < t - 1:
+                _fill_gap(flat, c, last_valid[c], t)
+                last_valid[c] = t - 1
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,23 +4,27 @@ A cube is ``cube_px × cube_px`` pixels × 3 time cells of ``cell_frames`` frame
 2 × 2 spatial × 3 temporal cells. Cubes start every ``stride_px`` pixels and every
 ``cell_frames`` frames, so they overlap. Every cube lies wholly inside the video.
 
-Every histogram is accumulated per time cell and grid cell with one ``bincount``, summed into
-spatial cells by shifted adds and gathered into cubes by indexing: there is no loop per cube or
-per vector.
+Histograms are accumulated per time cell and grid cell, summed into spatial cells by shifted
+adds and gathered into cubes, by compiled kernels (numba) that make one pass over the vectors
+and one over the output, with no per-cube or per-vector Python loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
-from actionlrp.codec import MotionField
+from actionlrp.codec import MotionField, _Workspace, _workspace
 
 FEATURE_TYPES = ("hof", "mbhx", "mbhy")
 N_ORIENTATIONS = 8
@@ -50,6 +54,12 @@ class DescriptorParams:
         that brings them to at most ``max_width`` px): the motion field is averaged over f × f
         cells and its flow divided by f, so cubes cover the same share of the scene at every
         resolution. Boxes stay in the video's own pixels. None: native size (the paper).
+    mbh_floor : float
+        With ``"root"``: MBH histograms are divided by at least ``mbh_floor`` × the cube's
+        voxels, in px per frame per px (1/32: the flow changing by 1 px per frame across the
+        32-px cube). The gradients of motion-vector noise then stay small instead of being
+        blown up to unit mass like a real motion boundary. 0: plain RootSIFT. HOF needs no floor:
+        each voxel adds at least ``still_threshold``.
     """
 
     cube_px: tuple[int, ...] = (32,)
@@ -58,6 +68,7 @@ class DescriptorParams:
     still_threshold: float = 1.0
     normalization: str = "root"
     max_width: int | None = None
+    mbh_floor: float = 1 / 32
 
     def dims(self) -> dict[str, int]:
         """Dimensions per feature type: 108, 96, 96 with the defaults."""
@@ -107,6 +118,8 @@ def _check(field_: MotionField, params: DescriptorParams) -> None:
         raise ValueError(
             f"normalization must be 'root', 'l2' or 'none', got {params.normalization!r}"
         )
+    if not params.mbh_floor >= 0:
+        raise ValueError(f"mbh_floor must be ≥ 0, got {params.mbh_floor}")
     if params.cell_frames < 1:
         raise ValueError(f"cell_frames must be ≥ 1, got {params.cell_frames}")
     for size in params.cube_px:
@@ -170,12 +183,13 @@ def cell_histograms(
     ``still_threshold`` px per frame; each still vector adds ``still_threshold`` there, the
     weight of a vector at the threshold, so the nine bins share one unit. MBHx / MBHy: the
     same 8 orientations of the spatial gradient of the x / y flow (px per frame per px),
-    weighted by its magnitude.
+    weighted by its magnitude. Each magnitude is split between its two nearest orientations
+    as in `orientation_bins`; the sums are taken in float64, frame by frame.
 
     Parameters
     ----------
-    flow : ndarray, shape (T, gh, gw, 2)
-        Forward flow in px per frame; T a multiple of ``cell_frames``.
+    flow : ndarray, shape (T, gh, gw, 2), float32
+        Forward flow in px per frame; frames after the last whole ``cell_frames`` are ignored.
     cell_frames : int
     cell_px : int
         Grid cell size in pixels.
@@ -183,45 +197,154 @@ def cell_histograms(
 
     Returns
     -------
-    dict of ndarray: ``hof`` (T / cell_frames, gh, gw, 9), ``mbhx`` and ``mbhy``
-    (T / cell_frames, gh, gw, 8), float32.
+    dict of ndarray: ``hof`` (T // cell_frames, gh, gw, 9), ``mbhx`` and ``mbhy``
+    (T // cell_frames, gh, gw, 8), float32.
     """
     t, gh, gw, _ = flow.shape
     n_tc = t // cell_frames
-    u, v = flow[: n_tc * cell_frames, ..., 0], flow[: n_tc * cell_frames, ..., 1]
-    target = (np.arange(n_tc * cell_frames) // cell_frames)[:, None, None] * (gh * gw)
-    target = (target + np.arange(gh * gw).reshape(gh, gw)).ravel()  # (time cell, row, col)
-
-    def histogram(dx: np.ndarray, dy: np.ndarray, n_bins: int, still=None) -> np.ndarray:
-        lower, upper, w_lower, w_upper = orientation_bins(dx, dy)
-        if still is not None:
-            still = still.ravel()
-            lower = np.where(still, N_ORIENTATIONS, lower)
-            w_lower = np.where(still, np.float32(still_threshold), w_lower)
-            w_upper = np.where(still, np.float32(0), w_upper)
-        size = n_tc * gh * gw * n_bins
-        index = target * n_bins
-        hist = np.bincount(index + lower, w_lower, size)
-        hist += np.bincount(index + upper, w_upper, size)
-        return hist.astype(np.float32).reshape(n_tc, gh, gw, n_bins)
-
-    still = u * u + v * v < np.float32(still_threshold) ** 2
-    out = {"hof": histogram(u, v, N_ORIENTATIONS + 1, still)}
-    for name, component in (("mbhx", u), ("mbhy", v)):
-        if gh > 1 and gw > 1:
-            gy, gx = np.gradient(component, axis=(1, 2))
-        else:
-            gy = gx = np.zeros_like(component)
-        out[name] = histogram(gx / cell_px, gy / cell_px, N_ORIENTATIONS)
+    out = {name: np.empty((n_tc, gh, gw, bins), np.float32) for name, bins in _BINS.items()}
+    with _workspace() as work:
+        flow = flow[: n_tc * cell_frames]
+        _histograms_into(flow, cell_frames, cell_px, still_threshold, out, work)
     return out
+
+
+_BINS = {"hof": N_ORIENTATIONS + 1, "mbhx": N_ORIENTATIONS, "mbhy": N_ORIENTATIONS}
+_BLOCK_VOXELS = 1 << 16  # voxels handled at once: the scratch arrays stay in the CPU's cache
+
+
+def _histograms_into(
+    flow: np.ndarray,
+    cell_frames: int,
+    cell_px: int,
+    still_threshold: float,
+    out: dict[str, np.ndarray],
+    work: _Workspace,
+) -> None:
+    """`cell_histograms` of ``flow`` (n · cell_frames, gh, gw, 2) into ``out`` (n, gh, gw, B)."""
+    t, gh, gw, _ = flow.shape
+    cells = gh * gw
+    n_tc = t // cell_frames
+    step = max(1, _BLOCK_VOXELS // (cell_frames * cells))  # time cells per block
+    frames = min(step, n_tc) * cell_frames
+    planes = work.array("planes", (2, frames, cells))  # the flow components, contiguous
+    angle = work.array("angle", (frames, cells))
+    for k0 in range(0, n_tc, step):
+        k1 = min(n_tc, k0 + step)
+        m = (k1 - k0) * cell_frames
+        dx, dy, a = planes[0, :m], planes[1, :m], angle[:m]
+        block = flow[k0 * cell_frames : k1 * cell_frames].reshape(m, cells, 2)
+        dx[...], dy[...] = block[..., 0], block[..., 1]
+        hist = {name: h[k0:k1].reshape(k1 - k0, cells, -1) for name, h in out.items()}
+        np.arctan2(dy, dx, out=a)
+        _orientation_histograms(dx, dy, a, cell_frames, True, still_threshold, hist["hof"])
+        gx, gy = work.array("gx", (m, gh, gw)), work.array("gy", (m, gh, gw))
+        for component, name in ((dx, "mbhx"), (dy, "mbhy")):
+            _spatial_gradient(component.reshape(m, gh, gw), cell_px, gx, gy)
+            gx2, gy2 = gx.reshape(m, cells), gy.reshape(m, cells)
+            np.arctan2(gy2, gx2, out=a)
+            _orientation_histograms(gx2, gy2, a, cell_frames, False, 0.0, hist[name])
+
+
+@njit(
+    "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], int64, boolean, float64, "
+    "float32[:, :, ::1])",
+    cache=True,
+    nogil=True,
+)
+def _orientation_histograms(dx, dy, angle, cell_frames, hof, still_threshold, out):
+    """Per time cell and grid cell, Σ of the magnitudes split between the two nearest bins.
+
+    ``dx, dy, angle`` (n, cells) float32 with ``angle = arctan2(dy, dx)``; ``out`` (n //
+    cell_frames, cells, B) float32. With ``hof``, vectors under ``still_threshold`` count in
+    bin 8 instead. The arithmetic is that of `orientation_bins`; the lower and the upper
+    shares are summed apart, in float64 and in frame order, then added.
+    """
+    cells = out.shape[1]
+    to_bins = np.float32(N_ORIENTATIONS / (2 * np.pi))
+    full_turn = np.float32(N_ORIENTATIONS)
+    zero = np.float32(0.0)
+    threshold = np.float32(still_threshold)
+    threshold_sq = threshold * threshold
+    sums = np.zeros((cells, N_ORIENTATIONS, 2), np.float64)  # lower share of bin b, upper of b + 1
+    n_still = np.zeros(cells, np.int64)
+    lower = np.empty(cells, np.int32)
+    shares = np.empty((cells, 2), np.float32)
+    still = np.empty(cells, np.int64)
+    for tc in range(out.shape[0]):
+        for f in range(tc * cell_frames, (tc + 1) * cell_frames):
+            x, y, a = dx[f], dy[f], angle[f]
+            for c in range(cells):  # no branch: the compiler vectorises this loop
+                magnitude_sq = x[c] * x[c] + y[c] * y[c]
+                is_still = hof and magnitude_sq < threshold_sq
+                magnitude = zero if is_still else np.sqrt(magnitude_sq)
+                position = a[c] * to_bins
+                position = position + full_turn if position < zero else position
+                base = np.floor(position)
+                lower[c] = np.int32(base) & (N_ORIENTATIONS - 1)  # it may round up to 8.0
+                w_upper = magnitude * (position - base)
+                shares[c, 0] = magnitude - w_upper
+                shares[c, 1] = w_upper
+                still[c] = 1 if is_still else 0
+            for c in range(cells):
+                sums[c, lower[c], 0] += shares[c, 0]
+                sums[c, lower[c], 1] += shares[c, 1]
+                n_still[c] += still[c]
+        for c in range(cells):
+            s = sums[c]
+            for b in range(N_ORIENTATIONS):
+                out[tc, c, b] = s[b, 0] + s[(b - 1) & (N_ORIENTATIONS - 1), 1]
+            if hof:
+                out[tc, c, N_ORIENTATIONS] = n_still[c] * np.float64(threshold)
+            s[:] = 0.0
+            n_still[c] = 0
+
+
+@njit(
+    "void(float32[:, :, ::1], int64, float32[:, :, ::1], float32[:, :, ::1])",
+    cache=True,
+    nogil=True,
+)
+def _spatial_gradient(component, cell_px, gx, gy):
+    """``np.gradient`` of ``component`` (n, gh, gw) along x and y, divided by ``cell_px``.
+
+    Central differences inside, one-sided at the edges, into ``gx`` and ``gy`` (n, gh, gw);
+    both zero when the grid is a single row or column.
+    """
+    n, gh, gw = component.shape
+    if gh < 2 or gw < 2:
+        gx[:] = 0.0
+        gy[:] = 0.0
+        return
+    two = np.float32(2.0)
+    scale = np.float32(cell_px)
+    for f in range(n):
+        g, x, y = component[f], gx[f], gy[f]
+        for r in range(gh):
+            x[r, 0] = (g[r, 1] - g[r, 0]) / scale
+            for c in range(1, gw - 1):
+                x[r, c] = ((g[r, c + 1] - g[r, c - 1]) / two) / scale
+            x[r, gw - 1] = (g[r, gw - 1] - g[r, gw - 2]) / scale
+        for c in range(gw):
+            y[0, c] = (g[1, c] - g[0, c]) / scale
+            y[gh - 1, c] = (g[gh - 1, c] - g[gh - 2, c]) / scale
+        for r in range(1, gh - 1):
+            for c in range(gw):
+                y[r, c] = ((g[r + 1, c] - g[r - 1, c]) / two) / scale
 
 
 # --------------------------------------------------------------------------------------------
 # Forward step: MotionField → LocalDescriptors
 
+_NORMALIZATIONS = {"none": 0, "root": 1, "l2": 2}
+_MIN_PIECE = 8  # cube start times per thread in `describe`: fewer are not worth a thread
+
 
 def describe(field_: MotionField, params: DescriptorParams | None = None) -> LocalDescriptors:
     """HOF (108), MBHx (96) and MBHy (96) descriptors of every cube of a clip.
+
+    A long clip is cut in time into one piece per available CPU; the pieces are described in
+    threads (the numeric kernels release the GIL), each straight into its rows of the output.
 
     Parameters
     ----------
@@ -236,7 +359,39 @@ def describe(field_: MotionField, params: DescriptorParams | None = None) -> Loc
         ``(T // cf − 2) · ((H // c·c) − s) // stride + 1) · (((W // c·c) − s) // stride + 1)``
         with ``cf`` = cell_frames, ``s`` = cube_px (0 where the clip is too small).
     """
-    return LocalDescriptors.concatenate(list(iter_describe(field_, params)))
+    params = params or DescriptorParams()
+    _check(field_, params)
+    factor = scale_factor(field_.width, params.max_width)
+    if factor > 1:
+        return _upscale_boxes(describe(downscale(field_, factor), params), factor)
+    nt = max(field_.n_frames // params.cell_frames - _TIME_CELLS + 1, 0)  # cube start times
+    grids = [_cube_grid(field_, params, cube_px) for cube_px in params.cube_px]
+    sizes = [nt * grid.ny * grid.nx for grid in grids]
+    features = _feature_arrays(sum(sizes), params.dims())
+    if not sum(sizes):
+        return LocalDescriptors(features, np.zeros((0, 6), np.int32))
+    per_grid = []  # each grid's rows of the output
+    for offset, size in zip(itertools.accumulate([0, *sizes]), sizes, strict=False):
+        per_grid.append({k: v[offset : offset + size] for k, v in features.items()})
+
+    def describe_piece(start: int, stop: int) -> None:
+        with _workspace() as work:
+            _describe_into(field_, params, grids, start, stop, per_grid, work)
+
+    n_pieces = max(1, min(_available_cpus(), nt // _MIN_PIECE))
+    bounds = [nt * i // n_pieces for i in range(n_pieces + 1)]
+    pieces = list(itertools.pairwise(bounds))
+    others = [_threads(n_pieces - 1).submit(describe_piece, a, b) for a, b in pieces[1:]]
+    try:
+        describe_piece(*pieces[0])  # this thread takes the first piece
+    finally:
+        for done in others:
+            done.result()
+    boxes = [
+        _cube_boxes(grid, params, cube_px, nt, 0)
+        for grid, cube_px in zip(grids, params.cube_px, strict=True)
+    ]
+    return LocalDescriptors(features, np.concatenate(boxes))
 
 
 def iter_describe(
@@ -255,17 +410,97 @@ def iter_describe(
             yield _upscale_boxes(chunk, factor)
         return
     cf = params.cell_frames
-    span = _TIME_CELLS * cf
-    step = max(cf, (chunk_frames // cf) * cf)
-    t_total = field_.n_frames
-    n_time_cells = t_total // cf
-    start = 0
-    while start + span <= n_time_cells * cf:
-        stop = min(start + step + span - cf, n_time_cells * cf)
-        hist = cell_histograms(field_.flow[start:stop], cf, field_.cell, params.still_threshold)
-        for cube_px in params.cube_px:
-            yield _cubes(hist, field_, params, cube_px, start)
-        start += step
+    nt = field_.n_frames // cf - _TIME_CELLS + 1
+    step = max(1, chunk_frames // cf)  # cube start times per chunk
+    grids = [_cube_grid(field_, params, cube_px) for cube_px in params.cube_px]
+    dims = params.dims()
+    with _workspace() as work:
+        for start in range(0, max(nt, 0), step):
+            stop = min(nt, start + step)
+            sizes = [(stop - start) * grid.ny * grid.nx for grid in grids]
+            out = [_feature_arrays(n, dims) for n in sizes]
+            _describe_into(field_, params, grids, start, stop, out, work, first=start)
+            for grid, cube_px, features in zip(grids, params.cube_px, out, strict=True):
+                boxes = _cube_boxes(grid, params, cube_px, stop - start, start * cf)
+                yield LocalDescriptors(features, boxes)
+
+
+def _describe_into(
+    field_: MotionField,
+    params: DescriptorParams,
+    grids: list[_CubeGrid],
+    start: int,
+    stop: int,
+    out: list[dict[str, np.ndarray]],
+    work: _Workspace,
+    first: int = 0,
+) -> None:
+    """Descriptors of the cubes starting at time cells ``start … stop − 1`` into their rows of
+    ``out`` (one dict per grid, whose row 0 is the cube starting at time cell ``first``).
+
+    A block of cube start times at a time: its time cells' histograms (the last two carried
+    over to the next block, which starts with them), then its cubes.
+    """
+    cf, gh, gw = params.cell_frames, field_.flow.shape[1], field_.flow.shape[2]
+    step = max(1, _BLOCK_VOXELS // (cf * gh * gw))  # cube start times per block
+    span = step + _TIME_CELLS - 1  # time cells per block
+    hist = {name: work.array(f"hist_{name}", (span, gh, gw, b)) for name, b in _BINS.items()}
+    carried = 0
+    for r0 in range(start, stop, step):
+        r1 = min(stop, r0 + step)
+        n_tc = r1 - r0 + _TIME_CELLS - 1
+        if carried:
+            for h in hist.values():
+                h[:carried] = h[step : step + carried]
+        flow = field_.flow[(r0 + carried) * cf : (r0 + n_tc) * cf]
+        part = {name: h[carried:n_tc] for name, h in hist.items()}
+        _histograms_into(flow, cf, field_.cell, params.still_threshold, part, work)
+        carried = _TIME_CELLS - 1
+        for grid, rows in zip(grids, out, strict=True):
+            if grid.ny and grid.nx:
+                per_time = grid.ny * grid.nx
+                block = slice((r0 - first) * per_time, (r1 - first) * per_time)
+                for name, h in hist.items():
+                    floor = _mass_floor(params, grid.cs, name)
+                    _cubes_into(
+                        h[:n_tc], grid, params.normalization, rows[name][block], work, floor
+                    )
+
+
+def _mass_floor(params: DescriptorParams, cs: int, feature: str) -> float:
+    """The least L1 mass a cube's histogram is divided by (`DescriptorParams.mbh_floor`)."""
+    if feature == "hof" or params.normalization != "root":
+        return 0.0
+    return params.mbh_floor * (_SPATIAL_CELLS * cs) ** 2 * _TIME_CELLS * params.cell_frames
+
+
+def _available_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+_THREADS: dict[str, object] = {"pid": None, "size": 0, "pool": None}
+
+
+def _threads(n: int) -> ThreadPoolExecutor:
+    """A pool of at least ``n`` threads, kept for the process (a new one after a fork, which
+    leaves the parent's threads behind)."""
+    if _THREADS["pid"] != os.getpid() or _THREADS["size"] < n:
+        pool = ThreadPoolExecutor(n, thread_name_prefix="actionlrp-describe")
+        _THREADS.update(pid=os.getpid(), size=n, pool=pool)
+    return _THREADS["pool"]
+
+
+def _feature_arrays(n: int, dims: dict[str, int]) -> dict[str, np.ndarray]:
+    """Uninitialised (n, d) float32 arrays, one per feature type, cut from one allocation: one
+    large block is cheaper to map in, and to reuse from call to call, than several."""
+    block = np.empty(n * sum(dims.values()), np.float32)
+    out, offset = {}, 0
+    for name, d in dims.items():
+        out[name] = block[offset : offset + n * d].reshape(n, d)
+        offset += n * d
+    return out
 
 
 def scale_factor(width: int, max_width: int | None) -> int:
@@ -299,49 +534,59 @@ def _upscale_boxes(desc: LocalDescriptors, factor: int) -> LocalDescriptors:
     return LocalDescriptors(desc.features, boxes)
 
 
-def _cubes(
-    hist: dict[str, np.ndarray],
-    field_: MotionField,
-    params: DescriptorParams,
-    cube_px: int,
-    t_offset: int,
-) -> LocalDescriptors:
-    cf, c = params.cell_frames, field_.cell
-    cs = cube_px // _SPATIAL_CELLS // c  # spatial cell side in grid cells
-    ss = params.stride_px // c  # stride in grid cells
+class _CubeGrid(NamedTuple):
+    """Where the cubes of one size lie, in grid cells of the motion field."""
+
+    cs: int  # side of a spatial cell
+    ss: int  # stride
+    ny: int  # cubes per column
+    nx: int  # cubes per row
+    cell: int  # px per grid cell
+
+
+def _cube_grid(field_: MotionField, params: DescriptorParams, cube_px: int) -> _CubeGrid:
+    c = field_.cell
+    cs = cube_px // _SPATIAL_CELLS // c
+    ss = params.stride_px // c
     rows, cols = field_.height // c, field_.width // c  # grid cells wholly inside the frame
-    n_tc = hist["hof"].shape[0]
-    nt = n_tc - _TIME_CELLS + 1
     ny = (rows - _SPATIAL_CELLS * cs) // ss + 1 if rows >= _SPATIAL_CELLS * cs else 0
     nx = (cols - _SPATIAL_CELLS * cs) // ss + 1 if cols >= _SPATIAL_CELLS * cs else 0
-    dims = params.dims()
-    if min(nt, ny, nx) <= 0:
-        return LocalDescriptors(
-            {k: np.zeros((0, d), np.float32) for k, d in dims.items()}, np.zeros((0, 6), np.int32)
-        )
-    # Cube origins in (time cell, grid row, grid col).
-    tc, yc, xc = np.meshgrid(np.arange(nt), np.arange(ny) * ss, np.arange(nx) * ss, indexing="ij")
-    tc, yc, xc = tc.ravel(), yc.ravel(), xc.ravel()
-    features = {}
-    for name, h in hist.items():
-        cells = _spatial_sums(h, cs)  # (n_tc, gh − cs + 1, gw − cs + 1, B)
-        n_bins = cells.shape[-1]
-        shape = (nt, ny, nx, _TIME_CELLS, _SPATIAL_CELLS, _SPATIAL_CELLS, n_bins)
-        out = np.empty(shape, np.float32)
-        for k in range(_TIME_CELLS):  # 12 strided copies: cell (k, i, j) of every cube at once
-            for i in range(_SPATIAL_CELLS):
-                for j in range(_SPATIAL_CELLS):
-                    y, x = i * cs, j * cs
-                    out[:, :, :, k, i, j] = cells[
-                        k : k + nt, y : y + (ny - 1) * ss + 1 : ss, x : x + (nx - 1) * ss + 1 : ss
-                    ]
-        features[name] = _normalise(out.reshape(nt * ny * nx, -1), params.normalization)
-    t0 = t_offset + tc * cf
-    y0, x0 = yc * c, xc * c
-    boxes = np.stack(
-        [t0, t0 + _TIME_CELLS * cf, y0, y0 + cube_px, x0, x0 + cube_px], axis=1
-    ).astype(np.int32)
-    return LocalDescriptors(features, boxes)
+    return _CubeGrid(cs, ss, ny, nx, c)
+
+
+def _cube_boxes(
+    grid: _CubeGrid, params: DescriptorParams, cube_px: int, nt: int, t_offset: int
+) -> np.ndarray:
+    """(nt · ny · nx, 6) int32 boxes of the cubes starting at ``t_offset`` + 0, cf, 2·cf …"""
+    cf, step = params.cell_frames, grid.ss * grid.cell
+    t0 = (t_offset + np.arange(nt) * cf)[:, None, None]
+    y0 = (np.arange(grid.ny) * step)[None, :, None]
+    x0 = (np.arange(grid.nx) * step)[None, None, :]
+    boxes = np.empty((nt, grid.ny, grid.nx, 6), np.int32)
+    for k, value in enumerate((t0, t0 + _TIME_CELLS * cf, y0, y0 + cube_px, x0, x0 + cube_px)):
+        boxes[..., k] = value
+    return boxes.reshape(-1, 6)
+
+
+def _cubes_into(
+    hist: np.ndarray,
+    grid: _CubeGrid,
+    normalization: str,
+    out: np.ndarray,
+    work: _Workspace,
+    floor: float = 0.0,
+) -> None:
+    """The normalised descriptors of every cube whose time cells ``hist`` (n, gh, gw, B) holds,
+    into the rows of ``out`` ((n − 2) · ny · nx, 12 · B), by time, then row, then column.
+
+    DESIGN §2: every cube from spatial cell sums, gathered in one pass.
+    """
+    n, gh, gw, n_bins = hist.shape
+    cells = work.array(f"cells_{n_bins}", (n, gh - grid.cs + 1, gw - grid.cs + 1, n_bins))
+    _spatial_sums_into(hist, grid.cs, cells, work)
+    nt = n - _TIME_CELLS + 1
+    code = _NORMALIZATIONS[normalization]
+    _gather_cubes(cells, nt, grid.ny, grid.nx, grid.cs, grid.ss, code, np.float32(floor), out)
 
 
 def _spatial_sums(h: np.ndarray, cs: int) -> np.ndarray:
@@ -359,16 +604,114 @@ def _spatial_sums(h: np.ndarray, cs: int) -> np.ndarray:
     return out
 
 
-def _normalise(x: np.ndarray, how: str) -> np.ndarray:
-    """Normalise each row of ``x`` in place (float32)."""
-    if how == "none":
-        return x
-    if how == "root":
-        total = x.sum(axis=1, keepdims=True)  # histograms are non-negative: L1 = sum
-        x /= np.maximum(total, np.float32(1e-12))
-        return np.sqrt(x, out=x)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
-    return x
+def _spatial_sums_into(h: np.ndarray, cs: int, out: np.ndarray, work: _Workspace) -> None:
+    """`_spatial_sums` of ``h`` into ``out``, adding in the same order (rows, then columns)."""
+    n, gh, gw, n_bins = h.shape
+    if cs == 1:
+        out[...] = h
+        return
+    rows = work.array(f"rows_{n_bins}", (n, gh - cs + 1, gw, n_bins))
+    np.add(h[:, : gh - cs + 1], h[:, 1 : gh - cs + 2], out=rows)
+    for dy in range(2, cs):
+        np.add(rows, h[:, dy : gh - cs + 1 + dy], out=rows)
+    np.add(rows[:, :, : gw - cs + 1], rows[:, :, 1 : gw - cs + 2], out=out)
+    for dx in range(2, cs):
+        np.add(out, rows[:, :, dx : gw - cs + 1 + dx], out=out)
+
+
+@njit(inline="always")
+def _numpy_sum(x, n, squares):
+    """Σ x (or Σ x²) in float32 in numpy's order for a contiguous row of n ≤ 128 (eight partial
+    sums, then the rest), so that the kernel normalises exactly as ``x.sum(axis=1)`` would."""
+    total = np.float32(0.0)
+    if n < 8:
+        for i in range(n):
+            total += x[i] * x[i] if squares else x[i]
+        return np.float32(0.0) + total
+    if squares:
+        r0, r1, r2, r3 = x[0] * x[0], x[1] * x[1], x[2] * x[2], x[3] * x[3]
+        r4, r5, r6, r7 = x[4] * x[4], x[5] * x[5], x[6] * x[6], x[7] * x[7]
+    else:
+        r0, r1, r2, r3, r4, r5, r6, r7 = x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]
+    i = 8
+    while i < n - n % 8:
+        if squares:
+            r0 += x[i] * x[i]
+            r1 += x[i + 1] * x[i + 1]
+            r2 += x[i + 2] * x[i + 2]
+            r3 += x[i + 3] * x[i + 3]
+            r4 += x[i + 4] * x[i + 4]
+            r5 += x[i + 5] * x[i + 5]
+            r6 += x[i + 6] * x[i + 6]
+            r7 += x[i + 7] * x[i + 7]
+        else:
+            r0 += x[i]
+            r1 += x[i + 1]
+            r2 += x[i + 2]
+            r3 += x[i + 3]
+            r4 += x[i + 4]
+            r5 += x[i + 5]
+            r6 += x[i + 6]
+            r7 += x[i + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        total += x[i] * x[i] if squares else x[i]
+        i += 1
+    return np.float32(0.0) + total
+
+
+@njit(inline="always")
+def _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, out, n_bins):
+    dims = out.shape[1]
+    tiny = np.float32(1e-12)
+    least = max(floor, tiny)
+    n = 0
+    for t in range(nt):
+        for y in range(ny):
+            for x in range(nx):
+                row = out[n]
+                o = 0
+                for k in range(_TIME_CELLS):
+                    for i in range(_SPATIAL_CELLS):
+                        for j in range(_SPATIAL_CELLS):
+                            src = cells[t + k, y * ss + i * cs, x * ss + j * cs]
+                            for b in range(n_bins):
+                                row[o + b] = src[b]
+                            o += n_bins
+                if normalization == 1:  # RootSIFT: L1 (histograms are ≥ 0: the sum), then √
+                    total = _numpy_sum(row, dims, False)
+                    if total < least:
+                        total = least
+                    for q in range(dims):
+                        row[q] = np.sqrt(row[q] / total)
+                elif normalization == 2:
+                    norm = np.sqrt(_numpy_sum(row, dims, True))
+                    if norm < tiny:
+                        norm = tiny
+                    for q in range(dims):
+                        row[q] = row[q] / norm
+                n += 1
+
+
+@njit(
+    "void(float32[:, :, :, ::1], int64, int64, int64, int64, int64, int64, float32, "
+    "float32[:, ::1])",
+    cache=True,
+    nogil=True,
+)
+def _gather_cubes(cells, nt, ny, nx, cs, ss, normalization, floor, out):
+    """Rows of ``out`` (nt · ny · nx, 12 · B): the (time, row, column) cells of each cube,
+    normalised (0 none, 1 root with L1 mass at least ``floor``, 2 l2). ``cells`` (nt + 2, gh′,
+    gw′, B): spatial cell sums."""
+    n_bins = cells.shape[3]
+    # A constant bin count lets the compiler unroll the copies.
+    if n_bins == N_ORIENTATIONS + 1:
+        _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, out, N_ORIENTATIONS + 1)
+    elif n_bins == N_ORIENTATIONS:
+        _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, out, N_ORIENTATIONS)
+    else:
+        _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, out, n_bins)
 
 
 def save_descriptors(desc: LocalDescriptors, path: str | os.PathLike) -> Path:
@@ -402,14 +745,11 @@ def spread_relevance(
     relevance: np.ndarray,
     grid: tuple[int, int, int],
     cell: int,
-    weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Hand each descriptor's relevance to the voxels of its cube; overlapping cubes add.
+    """Spread each descriptor's relevance evenly over the voxels of its cube; overlaps add.
 
-    DESIGN §5, voxels: with ``weights=None`` each cube's relevance is spread evenly over its
-    voxels (the paper). With ``weights`` (T, gh, gw) ≥ 0 — each voxel's contribution to the
-    cube's histogram bins — a voxel gets ``R_l · w_v / Σ_{v' ∈ l} w_v'`` (uniform where a cube's
-    weights sum to 0). Either way Σ R(1) = Σ R(2) to float precision.
+    DESIGN §5, voxels (the paper's rule); `spread_bin_relevance` is the finer one. Σ R(1) = Σ R(2)
+    to float precision.
 
     Parameters
     ----------
@@ -421,7 +761,6 @@ def spread_relevance(
         Shape of the motion field's voxel grid.
     cell : int
         Grid cell size in pixels.
-    weights : ndarray, shape (T, gh, gw), optional
 
     Returns
     -------
@@ -435,20 +774,7 @@ def spread_relevance(
     y0, y1 = desc.boxes[:, 2] // cell, -(-desc.boxes[:, 3] // cell)
     x0, x1 = desc.boxes[:, 4] // cell, -(-desc.boxes[:, 5] // cell)
     volume = ((t1 - t0) * (y1 - y0) * (x1 - x0)).astype(np.float64)
-    if weights is None:
-        return _box_add(grid, (t0, t1, y0, y1, x0, x1), relevance / volume)
-    weights = np.asarray(weights, np.float64)
-    mass = _box_sums(weights, (t0, t1, y0, y1, x0, x1))
-    # A cube whose weights are round-off (not motion) is spread evenly: dividing by ~0 would
-    # blow its share up beyond what the cumulative sums can carry exactly.
-    flat = mass <= 1e-6 * max(float(mass.max(initial=0.0)), np.finfo(np.float64).tiny)
-    share = np.where(flat, 0.0, relevance / np.where(flat, 1.0, mass))
-    out = _box_add(grid, (t0, t1, y0, y1, x0, x1), share) * weights
-    if flat.any():
-        out += _box_add(
-            grid, tuple(b[flat] for b in (t0, t1, y0, y1, x0, x1)), relevance[flat] / volume[flat]
-        )
-    return out
+    return _box_add(grid, (t0, t1, y0, y1, x0, x1), relevance / volume)
 
 
 def _box_add(grid: tuple[int, int, int], boxes: tuple[np.ndarray, ...], values: np.ndarray):
@@ -465,39 +791,194 @@ def _box_add(grid: tuple[int, int, int], boxes: tuple[np.ndarray, ...], values: 
     return diff.cumsum(0).cumsum(1).cumsum(2)[:t, :gh, :gw]
 
 
-def _box_sums(values: np.ndarray, boxes: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Σ of ``values`` (T, gh, gw) inside each box, by a 3-D integral image."""
-    t, gh, gw = values.shape
-    integral = np.zeros((t + 1, gh + 1, gw + 1), np.float64)
-    integral[1:, 1:, 1:] = values.cumsum(0).cumsum(1).cumsum(2)
-    t0, t1, y0, y1, x0, x1 = boxes
-    return (
-        integral[t1, y1, x1]
-        - integral[t0, y1, x1]
-        - integral[t1, y0, x1]
-        - integral[t1, y1, x0]
-        + integral[t0, y0, x1]
-        + integral[t0, y1, x0]
-        + integral[t1, y0, x0]
-        - integral[t0, y0, x0]
-    )
-
-
-def voxel_weights(field_: MotionField, params: DescriptorParams | None = None) -> dict:
-    """Each voxel's contribution to the histogram bins of each feature type, (T, gh, gw).
-
-    HOF: the flow magnitude (``still_threshold`` for a still vector, as in its no-motion bin);
-    MBHx / MBHy: the magnitude of the flow gradient. Used by `spread_relevance` to carry
-    relevance through the histogram layer to the individual vectors.
-    """
-    params = params or DescriptorParams()
-    u, v = field_.flow[..., 0].astype(np.float64), field_.flow[..., 1].astype(np.float64)
-    magnitude = np.hypot(u, v)
-    out = {"hof": np.where(magnitude < params.still_threshold, params.still_threshold, magnitude)}
-    for name, component in (("mbhx", u), ("mbhy", v)):
+def _voxel_bins(
+    flow: np.ndarray, feature: str, cell_px: int, still_threshold: float
+) -> tuple[np.ndarray, ...]:
+    """Each voxel's two bins and weights in the histograms of ``feature``, as `cell_histograms`
+    fills them: ``lower, upper`` (int) and ``w_lower, w_upper`` (float64), each flattened."""
+    u, v = flow[..., 0], flow[..., 1]
+    if feature == "hof":
+        lower, upper, w_lower, w_upper = orientation_bins(u, v)
+        still = (u * u + v * v < np.float32(still_threshold) ** 2).ravel()
+        lower = np.where(still, N_ORIENTATIONS, lower)
+        w_lower = np.where(still, np.float32(still_threshold), w_lower)
+        w_upper = np.where(still, np.float32(0), w_upper)
+    else:
+        component = u if feature == "mbhx" else v
         if component.shape[1] > 1 and component.shape[2] > 1:
             gy, gx = np.gradient(component, axis=(1, 2))
-            out[name] = np.hypot(gx, gy) / field_.cell
         else:
-            out[name] = np.zeros_like(component)
+            gy = gx = np.zeros_like(component)
+        lower, upper, w_lower, w_upper = orientation_bins(gx / cell_px, gy / cell_px)
+    return lower, upper, w_lower.astype(np.float64), w_upper.astype(np.float64)
+
+
+def spread_bin_relevance(
+    field_: MotionField,
+    desc: LocalDescriptors,
+    relevance: np.ndarray,
+    feature: str,
+    params: DescriptorParams | None = None,
+    chunk: int = 16384,
+) -> np.ndarray:
+    """Hand the relevance of each histogram bin of each descriptor to the vectors that filled it.
+
+    The relevance step of the histogram layer (finer than DESIGN §5's even spreading). A
+    descriptor's normalisation is monotone per bin up to one scale, so bin j of its normalised
+    histogram passes its relevance to raw bin j unchanged (as the FV normalisation does in
+    DESIGN §5). Overlapping cubes share cells: the relevance ``A_ob`` of bin b of cell o (a
+    ``cs × cs`` block of grid cells × ``cell_frames`` frames) sums over the cubes that hold o.
+    It goes to the voxels in proportion to their contribution to the bin:
+    ``R(1)_v = Σ_{o ∋ v} Σ_b A_ob · w_vb / H_ob`` with ``H_ob = Σ_{v ∈ o} w_vb`` (HOF: the vector's
+    magnitude split between its two nearest orientations, or the still weight; MBH: the same of
+    the flow gradient). A bin that is empty (H_ob = 0, relevance of an *absent* motion) is spread
+    evenly over its cell. Σ R(1) = Σ relevance to float64 round-off.
+
+    Parameters
+    ----------
+    field_ : MotionField
+        The clip's field, (T, gh, gw, 2).
+    desc : LocalDescriptors
+        Its N descriptors, as `describe` gave them with ``params``.
+    relevance : ndarray, shape (N, dims[feature])
+        Relevance of each descriptor's bins, e.g. from `FisherEncoder.dimension_relevance`.
+    feature : str
+        ``"hof"``, ``"mbhx"`` or ``"mbhy"``.
+    params : DescriptorParams, optional
+    chunk : int
+        Descriptors handled at once (bounds the memory of the index arrays).
+
+    Returns
+    -------
+    ndarray, shape (T, gh, gw), float64
+        R(1) per voxel of the field.
+    """
+    params = params or DescriptorParams()
+    n_bins = N_ORIENTATIONS + 1 if feature == "hof" else N_ORIENTATIONS
+    relevance = np.asarray(relevance, np.float64)
+    if relevance.shape != (len(desc), params.dims()[feature]):
+        raise ValueError(
+            f"relevance must have shape ({len(desc)}, {params.dims()[feature]}), "
+            f"got {relevance.shape}"
+        )
+    factor = scale_factor(field_.width, params.max_width)
+    if factor > 1:
+        coarse = spread_bin_relevance(
+            downscale(field_, factor),
+            LocalDescriptors(desc.features, _downscale_boxes(desc.boxes, factor)),
+            relevance,
+            feature,
+            dataclasses.replace(params, max_width=None),
+            chunk,
+        )
+        return _upsample(coarse, factor, field_.grid_shape)
+    t, gh, gw = field_.grid_shape
+    cf, c = params.cell_frames, field_.cell
+    n_tc = t // cf
+    out = np.zeros((t, gh, gw))
+    if n_tc == 0 or len(desc) == 0:
+        return out
+    lower, upper, w_lower, w_upper = _voxel_bins(
+        field_.flow[: n_tc * cf], feature, c, params.still_threshold
+    )
+    voxel_cell = ((np.arange(n_tc * cf) // cf)[:, None] * (gh * gw) + np.arange(gh * gw)).ravel()
+    size = n_tc * gh * gw * n_bins
+    lower += voxel_cell * n_bins  # flat (time cell, row, col, bin) of each voxel's two bins
+    upper += voxel_cell * n_bins
+    hist = np.bincount(lower, w_lower, size)
+    hist += np.bincount(upper, w_upper, size)
+    hist = hist.reshape(n_tc, gh, gw, n_bins)
+    out_flat = out[: n_tc * cf].reshape(-1)
+    sides = (desc.boxes[:, 3] - desc.boxes[:, 2]) // (_SPATIAL_CELLS * c)
+    for cs in np.unique(sides):
+        chosen = np.flatnonzero(sides == cs)
+        cs = int(cs)
+        # A_ob: each cube's bins added onto the cells it is made of (k, i, j) = time, row, col.
+        acc = np.zeros(size)
+        k, i, j, b = np.meshgrid(
+            np.arange(_TIME_CELLS),
+            np.arange(_SPATIAL_CELLS) * cs,
+            np.arange(_SPATIAL_CELLS) * cs,
+            np.arange(n_bins),
+            indexing="ij",
+        )
+        offset = (((k * gh + i) * gw + j) * n_bins + b).ravel()
+        for start in range(0, len(chosen), chunk):
+            part = chosen[start : start + chunk]
+            box = desc.boxes[part]
+            base = ((box[:, 0] // cf * gh + box[:, 2] // c) * gw + box[:, 4] // c) * n_bins
+            acc += np.bincount((base[:, None] + offset).ravel(), relevance[part].ravel(), size)
+        acc = acc.reshape(n_tc, gh, gw, n_bins)
+        # H_ob: the histogram of the cs × cs cell whose first grid cell is (y, x).
+        h_cell = np.zeros_like(hist)
+        h_cell[:, : gh - cs + 1, : gw - cs + 1] = _spatial_sums(hist, cs)
+        full = h_cell > 1e-12 * max(float(h_cell.max(initial=0.0)), 1e-300)
+        ratio = np.divide(acc, h_cell, out=np.zeros_like(acc), where=full)
+        even = np.where(full, 0.0, acc).sum(axis=-1) / (cs * cs * cf)
+        # Every voxel gathers from the cs × cs cells that contain it (adjoint of the sums).
+        per_voxel = np.zeros_like(ratio)
+        per_voxel_even = np.zeros_like(even)
+        for dy in range(cs):
+            for dx in range(cs):
+                per_voxel[:, dy:, dx:] += ratio[:, : gh - dy, : gw - dx]
+                per_voxel_even[:, dy:, dx:] += even[:, : gh - dy, : gw - dx]
+        gathered = per_voxel.reshape(-1)
+        out_flat += gathered[lower] * w_lower
+        out_flat += gathered[upper] * w_upper
+        out_flat += per_voxel_even.reshape(-1)[voxel_cell]
     return out
+
+
+def _downscale_boxes(boxes: np.ndarray, factor: int) -> np.ndarray:
+    out = boxes.copy()
+    out[:, 2:] //= factor
+    return out
+
+
+def _upsample(values: np.ndarray, factor: int, grid: tuple[int, int, int]) -> np.ndarray:
+    """Spread each coarse cell's value evenly over the fine cells it covers, (T, gh, gw)."""
+    _, gh, gw = grid
+    counts = np.zeros((values.shape[1] * factor, values.shape[2] * factor))
+    counts[:gh, :gw] = 1.0
+    per = counts.reshape(values.shape[1], factor, values.shape[2], factor).sum(axis=(1, 3))
+    share = np.divide(values, per, out=np.zeros_like(values), where=per > 0)
+    return np.repeat(np.repeat(share, factor, axis=1), factor, axis=2)[:, :gh, :gw]
+
+
+def still_reference(
+    field_: MotionField, desc: LocalDescriptors, params: DescriptorParams | None = None
+) -> tuple[LocalDescriptors, np.ndarray]:
+    """The descriptor of a motionless cube at each scale, and which one each of ``desc`` is.
+
+    A reference point for the relevance step (`FisherEncoder.dimension_relevance`): "no motion
+    here". Made by describing an all-zero motion field, so it is exactly what a still cube gives.
+
+    Returns
+    -------
+    reference : LocalDescriptors
+        One row per cube size of ``params``.
+    index : ndarray of int, shape (N,)
+        The row of ``reference`` of each descriptor's scale (by its box size).
+    """
+    params = params or DescriptorParams()
+    factor = scale_factor(field_.width, params.max_width)
+    params = dataclasses.replace(params, max_width=None)
+    cell = field_.cell
+    rows = []
+    for size in params.cube_px:
+        still = MotionField(
+            flow=np.zeros((_TIME_CELLS * params.cell_frames, size // cell, size // cell, 2), "f4"),
+            frame_types=np.array(["P"] * (_TIME_CELLS * params.cell_frames)),
+            has_vectors=np.ones(_TIME_CELLS * params.cell_frames, bool),
+            timestamps=np.zeros(_TIME_CELLS * params.cell_frames),
+            width=size,
+            height=size,
+            fps=25.0,
+            cell=cell,
+        )
+        rows.append(describe(still, dataclasses.replace(params, cube_px=(size,))))
+    reference = LocalDescriptors.concatenate(rows)
+    sides = np.asarray(reference.boxes[:, 3] - reference.boxes[:, 2])
+    order = np.argsort(sides, kind="stable")
+    place = np.searchsorted(sides[order], (desc.boxes[:, 3] - desc.boxes[:, 2]) // factor)
+    return reference, order[np.minimum(place, len(sides) - 1)].astype(np.intp)

@@ -29,6 +29,7 @@ float64 round-off, which is what the ε-rule's conservation needs.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from actionlrp.errors import EmptyClipError
 #: length, and a block's γ (2048 × 256 float64: 4 MB) stays in cache: 2048 encoded ~20 % faster
 #: than 4096–16384 in benchmarks/bench_fisher.py. Blocks' statistics are summed in float64.
 CHUNK_ROWS = 2048
+#: Most numbers per feature type that `FisherEncoder.reusing_assignments` keeps (float64: 8 B).
+MEMO_ENTRIES = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -200,10 +203,19 @@ class FisherEncoder(BaseEstimator):
                 reg_covar=self.reg_covar,
                 max_iter=self.max_iter,
                 random_state=self.random_state,
-            ).fit(x)
-            self.weights_[f] = gmm.weights_.astype(np.float64)
+            )
+            try:
+                # EM in float32: its GEMMs run twice as fast as float64 ones and the GMM fit is
+                # most of the cost of training (the encoding maths stays float64)
+                gmm.fit(x.astype(np.float32))
+            except ValueError:
+                # a variance lost to float32 cancellation (E[x²] − μ² on data of a large
+                # scale, e.g. unnormalised descriptors): fit again in float64
+                gmm.fit(x)
+            weights = gmm.weights_.astype(np.float64)
+            self.weights_[f] = weights / weights.sum()
             self.means_[f] = gmm.means_.astype(np.float64)
-            self.sigmas_[f] = np.sqrt(gmm.covariances_).astype(np.float64)
+            self.sigmas_[f] = np.sqrt(gmm.covariances_.astype(np.float64))
         self._finish_state(types)
         return self
 
@@ -408,7 +420,32 @@ class FisherEncoder(BaseEstimator):
     # ----------------------------------------------------------------------------------------
     # Forward step: LocalDescriptors → Ψ, Φ
 
+    @contextlib.contextmanager
+    def reusing_assignments(self, desc: LocalDescriptors) -> Iterator[None]:
+        """Within the block, compute γ and x′ of ``desc`` once and reuse them (encoding, then
+        explaining the same clip), where they take at most `MEMO_ENTRIES` numbers per type.
+        Not thread-safe: one clip at a time per encoder."""
+        if len(desc) * (self.n_components + 2 * max(self.dims_.values())) > MEMO_ENTRIES:
+            yield
+            return
+        self._memo = (desc, {})
+        try:
+            yield
+        finally:
+            self._memo = None
+
     def _chunks(self, desc: LocalDescriptors, f: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        memo = getattr(self, "_memo", None)
+        if memo is None or memo[0] is not desc:
+            yield from self._compute_chunks(desc, f)
+            return
+        if f not in memo[1]:
+            memo[1][f] = list(self._compute_chunks(desc, f))
+        yield from memo[1][f]
+
+    def _compute_chunks(
+        self, desc: LocalDescriptors, f: str
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Per block of descriptors: γ (n, K), float64, and [x', x'∘x'] (n, 2d), float64.
 
         x' is the descriptor after PCA minus the mixture's mean, computed in float64 from the
@@ -566,16 +603,24 @@ class FisherEncoder(BaseEstimator):
         n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
         return {f: self._relevance_block(desc, f, a[self.blocks_[f]], n) for f in self.blocks_}
 
-    def _relevance_block(self, desc: LocalDescriptors, f: str, a: np.ndarray, n: int) -> np.ndarray:
+    def _relevance_terms(
+        self, f: str, a: np.ndarray, n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """P, Q, C (K, d) with u a^μ + (u² − 1) a^σ = x P + x² Q + C per component and dimension
+        (DESIGN §5; x centred like `_chunks`' x′)."""
         block = self._derived[f]
         d, k = self.dims_[f], self.n_components
         mu, sigma = block.means, block.sigmas
         a_mean = a[: k * d].reshape(k, d) / (n * block.sqrt_weights[:, None])
         a_var = a[k * d :].reshape(k, d) / (n * math.sqrt(2.0) * block.sqrt_weights[:, None])
-        # DESIGN §5: Σ_i u a^μ + Σ_i (u² − 1) a^σ = x·P + (x∘x)·Q + c per component
         p = a_mean / sigma - 2.0 * mu * a_var / sigma**2
         q = a_var / sigma**2
-        const = (-mu * a_mean / sigma + (mu**2 / sigma**2 - 1.0) * a_var).sum(axis=1)
+        c = -mu * a_mean / sigma + (mu**2 / sigma**2 - 1.0) * a_var
+        return p, q, c
+
+    def _relevance_block(self, desc: LocalDescriptors, f: str, a: np.ndarray, n: int) -> np.ndarray:
+        p, q, c = self._relevance_terms(f, a, n)
+        const = c.sum(axis=1)
         pq = np.ascontiguousarray(np.concatenate([p, q], axis=1).T)  # (2d, K)
         out = np.empty(n)
         start = 0
@@ -631,13 +676,142 @@ class FisherEncoder(BaseEstimator):
             raise ValueError(f"epsilon must be ≥ 0, got {epsilon!r}")
         if psi is None:
             psi = self.encode(desc).psi
-        eps_abs = float(epsilon) * float(np.mean(np.abs(psi)))
-        denominator = psi + eps_abs * np.where(psi >= 0, 1.0, -1.0)
-        passes = denominator != 0 if live is None else live & (denominator != 0)
-        a = np.divide(r3, denominator, out=np.zeros_like(r3), where=passes)
+        a = self._stabilised_weights(r3, epsilon, psi, live)
         r2 = self.descriptor_relevance(desc, a)
         absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
         return r2, absorbed
+
+    def _stabilised_weights(
+        self, r3: np.ndarray, epsilon: float, psi: np.ndarray, live: np.ndarray | None
+    ) -> np.ndarray:
+        """a_d = R(3)_d / (Ψ_d + ε_abs sign Ψ_d), 0 where nothing may pass (DESIGN §5)."""
+        eps_abs = float(epsilon) * float(np.mean(np.abs(psi)))
+        denominator = psi + eps_abs * np.where(psi >= 0, 1.0, -1.0)
+        passes = denominator != 0 if live is None else live & (denominator != 0)
+        return np.divide(r3, denominator, out=np.zeros_like(r3), where=passes)
+
+    def dimension_relevance(
+        self,
+        desc: LocalDescriptors,
+        r3: np.ndarray,
+        epsilon: float,
+        *,
+        psi: np.ndarray | None = None,
+        live: np.ndarray | None = None,
+        reference: LocalDescriptors | None = None,
+        reference_index: np.ndarray | None = None,
+    ) -> tuple[dict[str, np.ndarray], float]:
+        """R(2) of every input dimension of every descriptor: the ε-rule, one dimension finer.
+
+        Each term of ``R(2)_l = Σ_k γ_lk Σ_i [u_lki a^μ_ki / (N√π_k) + (u_lki² − 1) a^σ_ki /
+        (N√(2π_k))]`` belongs to one dimension i of the encoded descriptor, so
+        ``R(2)_li = x_li (Γ P)_li + x_li² (Γ Q)_li + (Γ C)_li`` (DESIGN §5, three GEMMs) and
+        ``Σ_i R(2)_li = R(2)_l``. With PCA, ``x′_i = Σ_j W_ij (x_j − m_j)`` is a linear layer
+        and ``R(2)_lj = Σ_i W_ij (x_lj − m_j) R(2)_li / (x′_li + ε′ sign x′_li)``, with ε′ =
+        ``epsilon`` × the clip's mean |x′|; what ε′ keeps is added to ``absorbed``.
+
+        Parameters
+        ----------
+        desc : LocalDescriptors
+            The clip that was encoded (N descriptors).
+        r3, epsilon, psi, live
+            As in `relevance_epsilon`.
+        reference : LocalDescriptors, optional
+            S reference descriptors x⁰ (e.g. those of a motionless cube,
+            `descriptors.still_descriptors`). Each descriptor then passes on relevance in
+            proportion to its deviation from its reference: z_ld is replaced by z_ld − z⁰_ld and
+            Ψ_d by Ψ_d − Ψ⁰_d (Ψ⁰: the FV of the clip with every descriptor at its reference),
+            so a descriptor equal to its reference gets exactly 0. As ε → 0, Σ R(2) → Σ R(3)
+            but for the R(3) of dimensions that no descriptor moves (Ψ_d = Ψ⁰_d), which is
+            absorbed. With PCA the linear layer is decomposed around x⁰ too (no bias is left).
+        reference_index : ndarray of int, shape (N,), optional
+            Which reference row each descriptor deviates from (default: row 0).
+
+        Returns
+        -------
+        r2 : dict of str to ndarray, shape (N, input_dims_[f]), float64
+            Relevance of each descriptor's input dimensions (histogram bins) per feature type.
+        absorbed : float
+            Σ_d R(3)_d − Σ R(2), the relevance both stabilisers kept.
+        """
+        check_is_fitted(self, "weights_")
+        r3 = np.asarray(r3, np.float64)
+        if r3.shape != (self.fv_dim_,):
+            raise ValueError(f"r3 must have shape ({self.fv_dim_},) like Ψ, got {r3.shape}")
+        if not epsilon >= 0:
+            raise ValueError(f"epsilon must be ≥ 0, got {epsilon!r}")
+        if psi is None:
+            psi = self.encode(desc).psi
+        n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
+        if reference is None:
+            a = self._stabilised_weights(r3, epsilon, psi, live)
+            r2 = {f: self._dimension_block(desc, f, a[self.blocks_[f]], n) for f in self.blocks_}
+            origins: dict[str, np.ndarray | None] = {f: None for f in r2}
+        else:
+            index = np.zeros(n, np.intp) if reference_index is None else reference_index
+            index = np.asarray(index, np.intp)
+            share = np.bincount(index, minlength=len(reference)) / n
+            rows = [_row(reference, s) for s in range(len(reference))]
+            # Ψ⁰ = Σ_l z⁰_l: each reference's Ψ (as a one-descriptor clip) × its share of N
+            psi_ref = np.concatenate(
+                [
+                    sum(w * self._psi_block(row, f, 1) for w, row in zip(share, rows, strict=True))
+                    for f in self.feature_types
+                ]
+            )
+            a = self._stabilised_weights(r3, epsilon, psi - psi_ref, live)
+            r2, origins = {}, {}
+            for f in self.blocks_:
+                a_f = a[self.blocks_[f]]
+                ref_rows = self._dimension_block(reference, f, a_f, n)
+                r2[f] = self._dimension_block(desc, f, a_f, n) - ref_rows[index]
+                origins[f] = np.asarray(reference.features[f], np.float64)[index]
+        for f in r2:
+            if f in self.pca_components_:
+                r2[f] = self._through_pca(desc, f, r2[f], epsilon, origins[f])
+        absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
+        return r2, absorbed
+
+    def _dimension_block(self, desc: LocalDescriptors, f: str, a: np.ndarray, n: int) -> np.ndarray:
+        d = self.dims_[f]
+        pqc = np.concatenate(self._relevance_terms(f, a, n), axis=1)  # (K, 3d)
+        out = np.empty((n, d))
+        start = 0
+        for gamma, stacked in self._chunks(desc, f):
+            g = gamma @ pqc
+            stop = start + len(gamma)
+            np.multiply(stacked[:, :d], g[:, :d], out=out[start:stop])
+            out[start:stop] += stacked[:, d:] * g[:, d : 2 * d]
+            out[start:stop] += g[:, 2 * d :]
+            start = stop
+        return out
+
+    def _through_pca(
+        self,
+        desc: LocalDescriptors,
+        f: str,
+        r_pca: np.ndarray,
+        epsilon: float,
+        origin: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """R(2) on the PCA dimensions → on the input dimensions (ε-rule of a linear layer),
+        decomposed around ``origin`` (N, d_in) if given, else around the PCA mean."""
+        components = self.pca_components_[f]
+        origin = self.pca_mean_[f] if origin is None else origin
+        x = np.asarray(desc.features[f], np.float64) - origin  # (N, d_in)
+        projected = x @ components.T  # x′, (N, d)
+        eps_abs = float(epsilon) * float(np.mean(np.abs(projected)))
+        denominator = projected + eps_abs * np.where(projected >= 0, 1.0, -1.0)
+        ratio = np.divide(r_pca, denominator, out=np.zeros_like(r_pca), where=denominator != 0)
+        # R_lj = (x_lj − m_j) Σ_i W_ij R_li / (x′_li + ε′ sign x′_li), m the origin
+        x *= ratio @ components
+        return x
+
+
+def _row(desc: LocalDescriptors, i: int) -> LocalDescriptors:
+    return LocalDescriptors(
+        {f: x[i : i + 1] for f, x in desc.features.items()}, desc.boxes[i : i + 1]
+    )
 
 
 def _n_descriptors(

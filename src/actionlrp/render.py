@@ -124,21 +124,30 @@ def write_heatmap_video(
 
 def _draw_arrows(image: np.ndarray, flow: np.ndarray, cell: int, step: int = 2) -> None:
     """Motion vectors as arrows (scaled ×3) on every ``step``-th grid cell, in place."""
-    gh, gw, _ = flow.shape
-    for y in range(0, gh, step):
-        for x in range(0, gw, step):
-            dx, dy = flow[y, x]
-            if dx * dx + dy * dy < 0.25:
-                continue
-            cx, cy = x * cell + cell // 2, y * cell + cell // 2
-            cv2.arrowedLine(
-                image,
-                (cx, cy),
-                (int(cx + 3 * dx), int(cy + 3 * dy)),
-                (255, 255, 0),
-                1,
-                tipLength=0.3,
-            )
+    sub = flow[::step, ::step].reshape(-1, 2).astype(np.float32)
+    ys, xs = np.mgrid[0 : flow.shape[0] : step, 0 : flow.shape[1] : step]
+    start = np.stack([xs.ravel(), ys.ravel()], axis=1) * cell + cell // 2
+    keep = (sub**2).sum(axis=1) >= 0.25
+    if not keep.any():
+        return
+    start, shaft = start[keep].astype(np.float32), 3.0 * sub[keep]
+    tip = start + shaft
+    head = -0.3 * shaft  # two barbs: the shaft reversed, turned by ±30°
+    cos, sin = np.float32(np.cos(np.pi / 6)), np.float32(np.sin(np.pi / 6))
+    barbs = [
+        np.stack(
+            [
+                head[:, 0] * cos - sign * head[:, 1] * sin,
+                sign * head[:, 0] * sin + head[:, 1] * cos,
+            ],
+            1,
+        )
+        for sign in (1.0, -1.0)
+    ]
+    segments = np.concatenate(
+        [np.stack([start, tip], 1)] + [np.stack([tip, tip + b], 1) for b in barbs]
+    )
+    cv2.polylines(image, np.rint(segments).astype(np.int32), False, (255, 255, 0), 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,6 +271,7 @@ def summary(explanation: Explanation, top_k: int = 5) -> dict:
         "absorbed": explanation.absorbed,
         "epsilon": explanation.epsilon,
         "fine": explanation.fine,
+        "reference": explanation.reference,
         "frame_relevance": [float(v) for v in explanation.frame_relevance],
         "feature_relevance": {f: float(v) for f, v in explanation.feature_relevance.items()},
         "top_frames": [int(t) for t in explanation.top_frames(top_k)],
@@ -306,7 +316,8 @@ def write_report(
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>actionlrp: {name}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}
-img,video{{max-width:100%;border:1px solid #ddd}} td{{padding:2px 10px}}</style></head>
+img,video{{max-width:100%;border:1px solid #ddd}} video{{width:640px}}
+td{{padding:2px 10px}}</style></head>
 <body>
 <h1>Why <em>{html.escape(numbers["class"])}</em>? — {name}</h1>
 <table>
@@ -342,6 +353,7 @@ def explain_video(
     class_name: str | None = None,
     epsilon: float | None = None,
     fine: bool = False,
+    reference: str | None = None,
 ) -> tuple[Explanation, Path]:
     """Explain one clip with a fitted model and write its report; what `actionlrp explain` does.
 
@@ -354,9 +366,8 @@ def explain_video(
 
     field = motion_field(video, model.motion, model.cell, transcode=model.transcode)
     desc = describe(field, model.params_)
-    e = explain(
-        model, field, desc, class_name, DEFAULT_EPSILON if epsilon is None else epsilon, fine
-    )
+    epsilon = DEFAULT_EPSILON if epsilon is None else epsilon
+    e = explain(model, field, desc, class_name, epsilon, fine, reference)
     interval = None
     truth = Path(video).with_suffix(".json")
     if truth.is_file():
@@ -373,12 +384,17 @@ def explain_video(
 # A whole dataset
 
 
+LOCALISATION_KEYS = ("mass_on_actor", "mass_near_actor", "pointing_game", "top_frames_in_interval")
+
+
 def localisation_scores(explanation: Explanation, truth, cell: int) -> dict:
     """How well an explanation points at a known action (built-in dataset ground truth).
 
     ``mass_on_actor``: share of positive R(1) inside the actor's box during the action interval
-    (relevance mass accuracy); ``pointing_game``: 1 if the voxel of highest R(1) lies there;
-    ``top_frames_in_interval``: share of the top 10 % frames by r_t inside the interval.
+    (relevance mass accuracy); ``mass_near_actor``: the same with the box grown by one 16-px
+    macroblock, the resolution of the motion vectors; ``pointing_game``: 1 if the voxel of
+    highest R(1) lies in the box; ``top_frames_in_interval``: share of the top 10 % frames by
+    r_t inside the interval.
     """
     r1 = explanation.relevance_voxels
     t = r1.shape[0]
@@ -388,8 +404,10 @@ def localisation_scores(explanation: Explanation, truth, cell: int) -> dict:
     peak = np.unravel_index(int(np.argmax(r1)), r1.shape)
     k = max(1, int(round(0.1 * t)))
     top = explanation.top_frames(k)
+    near = truth.actor_mask(cell, margin=16)[:t] * truth.in_interval()[:t, None, None]
     return {
         "mass_on_actor": float((positive * target).sum() / total) if total > 0 else 0.0,
+        "mass_near_actor": float((positive * near).sum() / total) if total > 0 else 0.0,
         "pointing_game": float(target[peak] > 0),
         "top_frames_in_interval": float(truth.in_interval()[top].mean()),
     }
@@ -403,6 +421,7 @@ def explain_dataset(
     fine: bool = True,
     reports: int = 3,
     progress: bool = False,
+    reference: str | None = None,
 ) -> Path:
     """Explain every clip of a dataset; write ``out_dir/report.html`` and ``summary.json``.
 
@@ -432,7 +451,7 @@ def explain_dataset(
         try:
             field = motion_field(clip.path, model.motion, model.cell, transcode=model.transcode)
             desc = describe(field, model.params_)
-            e = explain(model, field, desc, None, epsilon, fine)
+            e = explain(model, field, desc, None, epsilon, fine, reference)
         except ActionLRPError as exc:
             failed.append(str(exc))
             continue
@@ -483,7 +502,7 @@ def explain_dataset(
         "feature_shares": shares,
         "clips": rows,
     }
-    for key in ("mass_on_actor", "pointing_game", "top_frames_in_interval"):
+    for key in LOCALISATION_KEYS:
         correct = [r[key] for r in rows if key in r and r["true"] == r["predicted"]]
         if correct:
             summary_data[key] = float(np.mean(correct))
@@ -539,19 +558,14 @@ def _write_dataset_page(out: Path, data: dict, figures: dict, frame_figures: dic
     rows = []
     for r in data["clips"]:
         link = f'<a href="{html.escape(r["report"])}">report</a>' if "report" in r else ""
-        loc = "".join(
-            f"<td>{r[k]:.2f}</td>" if k in r else "<td></td>"
-            for k in ("mass_on_actor", "pointing_game", "top_frames_in_interval")
-        )
+        loc = "".join(f"<td>{r[k]:.2f}</td>" if k in r else "<td></td>" for k in LOCALISATION_KEYS)
         rows.append(
             f"<tr><td>{html.escape(Path(r['clip']).name)}</td><td>{html.escape(r['true'])}</td>"
             f"<td>{html.escape(r['predicted'])}</td><td>{r['score']:.3g}</td>{loc}<td>{link}</td>"
             "</tr>"
         )
     means = "".join(
-        f"<li>{k.replace('_', ' ')}: {data[k]:.3f}</li>"
-        for k in ("mass_on_actor", "pointing_game", "top_frames_in_interval")
-        if k in data
+        f"<li>{k.replace('_', ' ')}: {data[k]:.3f}</li>" for k in LOCALISATION_KEYS if k in data
     )
     classes = "".join(
         f'<h3>{html.escape(c)}</h3><img alt="top frames {html.escape(c)}" '
@@ -573,7 +587,7 @@ Red: evidence for the predicted class; blue: against.</p>
 {classes}
 <h2>Every clip</h2>
 <table><tr><th>clip</th><th>true</th><th>predicted</th><th>score</th><th>mass on actor</th>
-<th>pointing game</th><th>top frames in action</th><th></th></tr>
+<th>within 16 px</th><th>pointing game</th><th>top frames in action</th><th></th></tr>
 {"".join(rows)}
 </table>
 </body></html>

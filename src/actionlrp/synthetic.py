@@ -615,20 +615,24 @@ class GroundTruth:
         frames = np.arange(self.n_frames)
         return (frames >= self.interval[0]) & (frames < self.interval[1])
 
-    def actor_mask(self, cell: int = 1) -> np.ndarray:
+    def actor_mask(self, cell: int = 1, margin: int = 0) -> np.ndarray:
         """Share of each grid cell inside the actor box, per frame.
 
         Parameters
         ----------
         cell : int
             Grid cell in pixels; 1 gives a per-pixel mask, 8 the grid of a default `MotionField`.
+        margin : int
+            Pixels added to every side of the box (e.g. 16: one macroblock, the finest unit a
+            codec's motion vectors resolve).
 
         Returns
         -------
         ndarray, shape (T, gh, gw), float32
             In [0, 1]: the fraction of the cell's pixels inside the actor box of frame ``t``.
         """
-        mask = _box_masks(self.actor_boxes, self.height, self.width)
+        grown = self.actor_boxes + np.array([-margin, margin, -margin, margin])
+        mask = _box_masks(grown, self.height, self.width)
         if cell == 1:
             return mask.astype(np.float32)
         return average_on_grid(mask[..., None], cell)[..., 0]

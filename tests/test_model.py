@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from actionlrp import synthetic
+from actionlrp.descriptors import DescriptorParams
 from actionlrp.errors import ModelFileError
 from actionlrp.model import ActionModel, evaluate_clips
 from actionlrp.synthetic import SyntheticObject
@@ -157,3 +158,15 @@ def test_defaults_are_k256_with_pca_to_about_half_the_descriptor_dims():
     assert model.pca_dims == 48  # ≈ half of HOF's 108 and MBH's 96 dims
     assert model.max_samples == 50_000
     assert model.C is None  # cross-validated on the training set
+
+
+def test_model_saved_before_the_mbh_floor_keeps_plain_rootsift(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.npz")
+    assert ActionModel.load(path).params_.mbh_floor == DescriptorParams().mbh_floor > 0
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(bytes(arrays["__meta__"]).decode())
+    del meta["params"]["descriptor_params"]["mbh_floor"]
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+    assert ActionModel.load(path).params_.mbh_floor == 0.0

@@ -668,18 +668,23 @@ class FisherEncoder(BaseEstimator):
         absorbed : float
             Σ_d R(3)_d − Σ_f Σ_l R(2)_(l,f), the relevance the stabiliser kept.
         """
+        r3, psi = self._relevance_inputs(desc, r3, epsilon, psi)
+        a = self._stabilised_weights(r3, epsilon, psi, live)
+        r2 = self.descriptor_relevance(desc, a)
+        absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
+        return r2, absorbed
+
+    def _relevance_inputs(
+        self, desc: LocalDescriptors, r3: np.ndarray, epsilon: float, psi: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``r3`` as float64 and the clip's Ψ, after checking the arguments of a relevance step."""
         check_is_fitted(self, "weights_")
         r3 = np.asarray(r3, np.float64)
         if r3.shape != (self.fv_dim_,):
             raise ValueError(f"r3 must have shape ({self.fv_dim_},) like Ψ, got {r3.shape}")
         if not epsilon >= 0:
             raise ValueError(f"epsilon must be ≥ 0, got {epsilon!r}")
-        if psi is None:
-            psi = self.encode(desc).psi
-        a = self._stabilised_weights(r3, epsilon, psi, live)
-        r2 = self.descriptor_relevance(desc, a)
-        absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
-        return r2, absorbed
+        return r3, self.encode(desc).psi if psi is None else psi
 
     def _stabilised_weights(
         self, r3: np.ndarray, epsilon: float, psi: np.ndarray, live: np.ndarray | None
@@ -734,14 +739,7 @@ class FisherEncoder(BaseEstimator):
         absorbed : float
             Σ_d R(3)_d − Σ R(2), the relevance both stabilisers kept.
         """
-        check_is_fitted(self, "weights_")
-        r3 = np.asarray(r3, np.float64)
-        if r3.shape != (self.fv_dim_,):
-            raise ValueError(f"r3 must have shape ({self.fv_dim_},) like Ψ, got {r3.shape}")
-        if not epsilon >= 0:
-            raise ValueError(f"epsilon must be ≥ 0, got {epsilon!r}")
-        if psi is None:
-            psi = self.encode(desc).psi
+        r3, psi = self._relevance_inputs(desc, r3, epsilon, psi)
         n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
         if reference is None:
             a = self._stabilised_weights(r3, epsilon, psi, live)

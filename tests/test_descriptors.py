@@ -346,7 +346,8 @@ def test_bin_relevance_uses_the_forward_histograms(feature):
 
     field = _random_field(t=30, gh=10, gw=12, seed=4)
     desc = describe(field, RAW)
-    r1 = spread_bin_relevance(field, desc, desc.features[feature].astype(np.float64), feature, RAW)
+    raw = desc.features[feature].astype(np.float64)
+    r1 = spread_bin_relevance(field, desc, raw, feature, RAW, vectors=False)
     u, v = field.flow[..., 0], field.flow[..., 1]
     if feature == "hof":
         magnitude = np.maximum(np.hypot(u, v), 1.0 * (np.hypot(u, v) < 1.0))
@@ -358,3 +359,39 @@ def test_bin_relevance_uses_the_forward_histograms(feature):
     assert covered.sum() > 0.5 * r1.size
     assert np.allclose(count, np.round(count), atol=1e-3)
     assert set(np.round(count).astype(int)) <= set(range(1, 13))
+
+
+def test_gradient_adjoint_is_the_transpose_of_np_gradient():
+    from actionlrp.descriptors import _gradient_adjoint
+
+    for n in (2, 3, 7):
+        d = np.stack([np.gradient(np.eye(n)[i]) for i in range(n)], axis=1)  # d @ c = ∇c
+        a = np.random.default_rng(n).normal(size=(3, n, 4))
+        assert np.allclose(_gradient_adjoint(a, 1), np.einsum("ci,tcx->tix", d, a))
+
+
+@pytest.mark.parametrize("feature", ["mbhx", "mbhy"])
+def test_gradient_relevance_conserves_and_ignores_the_camera(feature):
+    from actionlrp.descriptors import gradient_relevance
+
+    field = _random_field(t=6, gh=9, gw=11, seed=5)
+    r = np.random.default_rng(6).normal(size=field.grid_shape)
+    r1 = gradient_relevance(field, r, feature)
+    assert r1.sum() == pytest.approx(r.sum(), rel=1e-9)
+    panned = field_of(field.flow + np.float32([3.0, -2.0]))
+    assert np.allclose(gradient_relevance(panned, r, feature), r1, atol=1e-6)
+
+
+def test_gradient_relevance_of_a_motion_boundary_goes_to_the_moving_side():
+    from actionlrp.descriptors import gradient_relevance
+
+    flow = np.zeros((5, 8, 8, 2), np.float32)
+    flow[:, 2:5, 3:6, 0] = 4.0  # a block moving right on a still background
+    field = field_of(flow)
+    gy, gx = np.gradient(flow[..., 0], axis=(1, 2))
+    r = np.hypot(gx, gy)  # each gradient voxel's relevance: its magnitude, outside the block too
+    assert r[:, 2:5, 3:6].sum() < 0.5 * r.sum()
+    r1 = gradient_relevance(field, r, "mbhx")
+    assert r1.sum() == pytest.approx(r.sum())
+    assert r1[:, 2:5, 3:6].sum() == pytest.approx(r.sum())
+    assert not r1[:, :2].any() and not r1[:, :, 6:].any()

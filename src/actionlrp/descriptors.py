@@ -820,6 +820,7 @@ def spread_bin_relevance(
     feature: str,
     params: DescriptorParams | None = None,
     chunk: int = 16384,
+    vectors: bool = True,
 ) -> np.ndarray:
     """Hand the relevance of each histogram bin of each descriptor to the vectors that filled it.
 
@@ -832,7 +833,9 @@ def spread_bin_relevance(
     ``R(1)_v = Σ_{o ∋ v} Σ_b A_ob · w_vb / H_ob`` with ``H_ob = Σ_{v ∈ o} w_vb`` (HOF: the vector's
     magnitude split between its two nearest orientations, or the still weight; MBH: the same of
     the flow gradient). A bin that is empty (H_ob = 0, relevance of an *absent* motion) is spread
-    evenly over its cell. Σ R(1) = Σ relevance to float64 round-off.
+    evenly over its cell. For MBH the voxels hold flow gradients; `gradient_relevance` then hands
+    each one's relevance on to the vectors it differences (unless ``vectors`` is False). Σ R(1) =
+    Σ relevance to float64 round-off.
 
     Parameters
     ----------
@@ -847,6 +850,9 @@ def spread_bin_relevance(
     params : DescriptorParams, optional
     chunk : int
         Descriptors handled at once (bounds the memory of the index arrays).
+    vectors : bool
+        MBH only: carry the relevance through the gradient layer to the flow vectors (True) or
+        leave it on the gradient voxels that filled the bins (False).
 
     Returns
     -------
@@ -870,6 +876,7 @@ def spread_bin_relevance(
             feature,
             dataclasses.replace(params, max_width=None),
             chunk,
+            vectors,
         )
         return _upsample(coarse, factor, field_.grid_shape)
     t, gh, gw = field_.grid_shape
@@ -926,7 +933,68 @@ def spread_bin_relevance(
         out_flat += gathered[lower] * w_lower
         out_flat += gathered[upper] * w_upper
         out_flat += per_voxel_even.reshape(-1)[voxel_cell]
+    if vectors and feature != "hof":
+        return gradient_relevance(field_, out, feature)
     return out
+
+
+def gradient_relevance(field_: MotionField, relevance: np.ndarray, feature: str) -> np.ndarray:
+    """The relevance step of the gradient layer of MBH: from gradient voxels to flow vectors.
+
+    The gradient ``g = (D_x c, D_y c)`` of one flow component ``c`` (central differences,
+    one-sided at the edges, as `describe` takes it) is linear and blind to a constant flow, so
+    its magnitude splits exactly over the vectors it differences around any constant root
+    ``c̃`` (DESIGN §5, the z-rule of a linear layer taken from a root point):
+    ``|g_v| = Σ_i (g_v · ∂g_v/∂c_i)(c_i − c̃) / |g_v|``. ``c̃`` is the frame's median of the
+    component, its camera motion, so a motion boundary's relevance goes to the side that moves
+    against the background rather than half to each. Voxel v's relevance goes to vector i in
+    that proportion: ``R_i = (c_i − c̃) · (D_xᵀ a_x + D_yᵀ a_y)_i`` with ``a = R_v g_v / |g_v|²``.
+    Where ``g_v = 0`` the relevance stays on v. Σ R_i = Σ R_v to round-off.
+
+    Parameters
+    ----------
+    field_ : MotionField
+        The field, (T, gh, gw, 2).
+    relevance : ndarray, shape (T, gh, gw)
+        Relevance of each gradient voxel of ``feature`` (``"mbhx"``: of dx, ``"mbhy"``: of dy).
+    feature : str
+        ``"mbhx"`` or ``"mbhy"``.
+
+    Returns
+    -------
+    ndarray, shape (T, gh, gw), float64
+    """
+    if feature not in ("mbhx", "mbhy"):
+        raise ValueError(f"feature must be 'mbhx' or 'mbhy', got {feature!r}")
+    relevance = np.asarray(relevance, np.float64)
+    if relevance.shape != field_.grid_shape:
+        raise ValueError(f"relevance must have shape {field_.grid_shape}, got {relevance.shape}")
+    t, gh, gw = field_.grid_shape
+    if gh < 2 or gw < 2 or t == 0:
+        return relevance.copy()
+    component = field_.flow[..., 0 if feature == "mbhx" else 1].astype(np.float64)
+    gy, gx = np.gradient(component, axis=(1, 2))
+    square = gx * gx + gy * gy
+    live = square > 1e-12 * max(float(square.max(initial=0.0)), 1e-300)
+    scale = np.divide(relevance, square, out=np.zeros_like(relevance), where=live)
+    root = np.median(component.reshape(t, -1), axis=1)[:, None, None]
+    out = (component - root) * (_gradient_adjoint(scale * gx, 2) + _gradient_adjoint(scale * gy, 1))
+    out[~live] += relevance[~live]
+    return out
+
+
+def _gradient_adjoint(a: np.ndarray, axis: int) -> np.ndarray:
+    """``Dᵀ a`` for ``D`` = `np.gradient` along ``axis`` (length ≥ 2), unit spacing."""
+    a = np.moveaxis(a, axis, 0)
+    out = np.zeros_like(a)
+    if a.shape[0] > 2:
+        out[2:] += 0.5 * a[1:-1]
+        out[:-2] -= 0.5 * a[1:-1]
+    out[1] += a[0]
+    out[0] -= a[0]
+    out[-1] += a[-1]
+    out[-2] -= a[-1]
+    return np.moveaxis(out, 0, axis)
 
 
 def _downscale_boxes(boxes: np.ndarray, factor: int) -> np.ndarray:

@@ -143,8 +143,9 @@ def explain(
         Carry relevance through the histogram layer to the individual vectors: R(2) per
         histogram bin of each descriptor (`FisherEncoder.dimension_relevance`), each bin's share
         handed to the vectors in proportion to their contribution to it
-        (`descriptors.spread_bin_relevance`), instead of spreading each cube's relevance evenly
-        over its voxels (the paper).
+        (`descriptors.spread_bin_relevance`; for MBH through the flow gradient to the vectors it
+        differences, `descriptors.gradient_relevance`), instead of spreading each cube's
+        relevance evenly over its voxels (the paper).
     reference : {None, "still"}
         None: the paper's ε-rule, each descriptor's share in proportion to its contribution
         z_ld. ``"still"``: in proportion to how far its contribution is from that of a

@@ -361,13 +361,23 @@ def test_bin_relevance_uses_the_forward_histograms(feature):
     assert set(np.round(count).astype(int)) <= set(range(1, 13))
 
 
-def test_gradient_adjoint_is_the_transpose_of_np_gradient():
-    from actionlrp.descriptors import _gradient_adjoint
+def test_gradient_relevance_is_the_z_rule_of_np_gradient_around_the_frame_median():
+    """R_i = (c_i − c̃) Σ_v (∂g_v/∂c_i · g_v) R_v / |g_v|², with ∂g/∂c from np.gradient itself."""
+    from actionlrp.descriptors import gradient_relevance
 
-    for n in (2, 3, 7):
-        d = np.stack([np.gradient(np.eye(n)[i]) for i in range(n)], axis=1)  # d @ c = ∇c
-        a = np.random.default_rng(n).normal(size=(3, n, 4))
-        assert np.allclose(_gradient_adjoint(a, 1), np.einsum("ci,tcx->tix", d, a))
+    field = _random_field(t=3, gh=5, gw=7, seed=7)
+    r = np.random.default_rng(8).normal(size=field.grid_shape)
+    c = field.flow[..., 1].astype(np.float64)
+    _, gh, gw = field.grid_shape
+    basis = np.eye(gh * gw).reshape(gh * gw, gh, gw)
+    dy, dx = (np.stack([np.gradient(b, axis=a) for b in basis]) for a in (0, 1))  # (i, gh, gw)
+    expected = np.empty_like(r)
+    for f in range(3):
+        gy, gx = np.gradient(c[f], axis=(0, 1))
+        a = r[f] / (gx * gx + gy * gy)
+        adjoint = (dx * (a * gx)).sum(axis=(1, 2)) + (dy * (a * gy)).sum(axis=(1, 2))
+        expected[f] = (c[f] - np.median(c[f])) * adjoint.reshape(gh, gw)
+    assert np.allclose(gradient_relevance(field, r, "mbhy"), expected, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("feature", ["mbhx", "mbhy"])

@@ -819,7 +819,6 @@ def spread_bin_relevance(
     relevance: np.ndarray,
     feature: str,
     params: DescriptorParams | None = None,
-    chunk: int = 16384,
     vectors: bool = True,
 ) -> np.ndarray:
     """Hand the relevance of each histogram bin of each descriptor to the vectors that filled it.
@@ -848,8 +847,6 @@ def spread_bin_relevance(
     feature : str
         ``"hof"``, ``"mbhx"`` or ``"mbhy"``.
     params : DescriptorParams, optional
-    chunk : int
-        Descriptors handled at once (bounds the memory of the index arrays).
     vectors : bool
         MBH only: carry the relevance through the gradient layer to the flow vectors (True) or
         leave it on the gradient voxels that filled the bins (False).
@@ -875,7 +872,6 @@ def spread_bin_relevance(
             relevance,
             feature,
             dataclasses.replace(params, max_width=None),
-            chunk,
             vectors,
         )
         return _upsample(coarse, factor, field_.grid_shape)
@@ -888,54 +884,100 @@ def spread_bin_relevance(
     lower, upper, w_lower, w_upper = _voxel_bins(
         field_.flow[: n_tc * cf], feature, c, params.still_threshold
     )
-    voxel_cell = ((np.arange(n_tc * cf) // cf)[:, None] * (gh * gw) + np.arange(gh * gw)).ravel()
-    size = n_tc * gh * gw * n_bins
-    lower += voxel_cell * n_bins  # flat (time cell, row, col, bin) of each voxel's two bins
-    upper += voxel_cell * n_bins
-    hist = np.bincount(lower, w_lower, size)
-    hist += np.bincount(upper, w_upper, size)
-    hist = hist.reshape(n_tc, gh, gw, n_bins)
+    hist = _bin_histograms(lower, upper, w_lower, w_upper, n_tc, cf, gh * gw, n_bins)
     out_flat = out[: n_tc * cf].reshape(-1)
     sides = (desc.boxes[:, 3] - desc.boxes[:, 2]) // (_SPATIAL_CELLS * c)
     for cs in np.unique(sides):
         chosen = np.flatnonzero(sides == cs)
-        cs = int(cs)
-        # A_ob: each cube's bins added onto the cells it is made of (k, i, j) = time, row, col.
-        acc = np.zeros(size)
-        k, i, j, b = np.meshgrid(
-            np.arange(_TIME_CELLS),
-            np.arange(_SPATIAL_CELLS) * cs,
-            np.arange(_SPATIAL_CELLS) * cs,
-            np.arange(n_bins),
-            indexing="ij",
+        box = desc.boxes[chosen]
+        _spread_bins(
+            lower,
+            upper,
+            w_lower,
+            w_upper,
+            hist.reshape(n_tc, gh, gw, n_bins),
+            np.ascontiguousarray(relevance[chosen]),
+            (box[:, 0] // cf).astype(np.int64),
+            (box[:, 2] // c).astype(np.int64),
+            (box[:, 4] // c).astype(np.int64),
+            int(cs),
+            cf,
+            out_flat,
         )
-        offset = (((k * gh + i) * gw + j) * n_bins + b).ravel()
-        for start in range(0, len(chosen), chunk):
-            part = chosen[start : start + chunk]
-            box = desc.boxes[part]
-            base = ((box[:, 0] // cf * gh + box[:, 2] // c) * gw + box[:, 4] // c) * n_bins
-            acc += np.bincount((base[:, None] + offset).ravel(), relevance[part].ravel(), size)
-        acc = acc.reshape(n_tc, gh, gw, n_bins)
-        # H_ob: the histogram of the cs × cs cell whose first grid cell is (y, x).
-        h_cell = np.zeros_like(hist)
-        h_cell[:, : gh - cs + 1, : gw - cs + 1] = _spatial_sums(hist, cs)
-        full = h_cell > 1e-12 * max(float(h_cell.max(initial=0.0)), 1e-300)
-        ratio = np.divide(acc, h_cell, out=np.zeros_like(acc), where=full)
-        even = np.where(full, 0.0, acc).sum(axis=-1) / (cs * cs * cf)
-        # Every voxel gathers from the cs × cs cells that contain it (adjoint of the sums).
-        per_voxel = np.zeros_like(ratio)
-        per_voxel_even = np.zeros_like(even)
-        for dy in range(cs):
-            for dx in range(cs):
-                per_voxel[:, dy:, dx:] += ratio[:, : gh - dy, : gw - dx]
-                per_voxel_even[:, dy:, dx:] += even[:, : gh - dy, : gw - dx]
-        gathered = per_voxel.reshape(-1)
-        out_flat += gathered[lower] * w_lower
-        out_flat += gathered[upper] * w_upper
-        out_flat += per_voxel_even.reshape(-1)[voxel_cell]
     if vectors and feature != "hof":
         return gradient_relevance(field_, out, feature)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _bin_histograms(lower, upper, w_lower, w_upper, n_tc, cf, n_cells, n_bins):
+    """H per (time cell, grid cell, bin): each voxel's two weights added to its two bins."""
+    hist = np.zeros((n_tc, n_cells, n_bins))
+    for v in range(lower.size):
+        tc, cell = v // (cf * n_cells), v % n_cells
+        hist[tc, cell, lower[v]] += w_lower[v]
+        hist[tc, cell, upper[v]] += w_upper[v]
+    return hist
+
+
+@njit(cache=True, nogil=True)
+def _spread_bins(lower, upper, w_lower, w_upper, hist, relevance, tc0, y0, x0, cs, cf, out):
+    """`spread_bin_relevance` for the cubes of one size (``cs`` grid cells per spatial cell).
+
+    A_ob (each cube's bin relevance on the cells it is made of), H_ob (the cs × cs sums of
+    ``hist``), then every voxel of a non-empty bin gets A_ob · w_vb / H_ob from each cell o that
+    holds it, and an empty bin's A_ob goes evenly over its cs·cs·cf voxels; added into ``out``.
+    """
+    n_tc, gh, gw, nb = hist.shape
+    acc = np.zeros((n_tc, gh, gw, nb))
+    for n in range(relevance.shape[0]):
+        f = 0
+        for k in range(_TIME_CELLS):
+            for i in range(_SPATIAL_CELLS):
+                for j in range(_SPATIAL_CELLS):
+                    y, x = y0[n] + i * cs, x0[n] + j * cs
+                    for b in range(nb):
+                        acc[tc0[n] + k, y, x, b] += relevance[n, f]
+                        f += 1
+    # Round-off guard: H_ob is at least the largest single-cell bin, at most cs² times it.
+    floor = 1e-12 * max(hist.max(), 1e-300)
+    h = np.zeros(nb)
+    # acc becomes A_ob / H_ob where the bin is filled; an empty bin's A_ob goes to ``even``.
+    even = np.zeros((n_tc, gh, gw))
+    for t in range(n_tc):
+        for y in range(gh - cs + 1):
+            for x in range(gw - cs + 1):
+                _cell_histogram(hist, t, y, x, cs, h)
+                for b in range(nb):
+                    if h[b] > floor:
+                        acc[t, y, x, b] /= h[b]
+                    else:
+                        even[t, y, x] += acc[t, y, x, b] / (cs * cs * cf)
+                        acc[t, y, x, b] = 0.0
+    # Every voxel gathers from the cs × cs cells that contain it (adjoint of the sums).
+    v = 0
+    for t in range(lower.size // (gh * gw)):
+        tc = t // cf
+        for y in range(gh):
+            for x in range(gw):
+                lo, up = lower[v], upper[v]
+                total = 0.0
+                for oy in range(max(0, y - cs + 1), y + 1):
+                    for ox in range(max(0, x - cs + 1), x + 1):
+                        total += acc[tc, oy, ox, lo] * w_lower[v] + acc[tc, oy, ox, up] * w_upper[v]
+                        total += even[tc, oy, ox]
+                out[v] += total
+                v += 1
+
+
+@njit(inline="always")
+def _cell_histogram(hist, t, y, x, cs, h):
+    """H_ob of the cs × cs cell whose first grid cell is (y, x) of time cell t, into ``h``."""
+    h[:] = 0.0
+    for dy in range(cs):
+        for dx in range(cs):
+            for b in range(h.size):
+                h[b] += hist[t, y + dy, x + dx, b]
 
 
 def gradient_relevance(field_: MotionField, relevance: np.ndarray, feature: str) -> np.ndarray:
@@ -972,29 +1014,52 @@ def gradient_relevance(field_: MotionField, relevance: np.ndarray, feature: str)
     t, gh, gw = field_.grid_shape
     if gh < 2 or gw < 2 or t == 0:
         return relevance.copy()
-    component = field_.flow[..., 0 if feature == "mbhx" else 1].astype(np.float64)
-    gy, gx = np.gradient(component, axis=(1, 2))
-    square = gx * gx + gy * gy
-    live = square > 1e-12 * max(float(square.max(initial=0.0)), 1e-300)
-    scale = np.divide(relevance, square, out=np.zeros_like(relevance), where=live)
-    root = np.median(component.reshape(t, -1), axis=1)[:, None, None]
-    out = (component - root) * (_gradient_adjoint(scale * gx, 2) + _gradient_adjoint(scale * gy, 1))
-    out[~live] += relevance[~live]
+    out = np.empty_like(relevance)
+    component = np.ascontiguousarray(field_.flow[..., 0 if feature == "mbhx" else 1])
+    _gradient_relevance(component, np.ascontiguousarray(relevance), out)
     return out
 
 
-def _gradient_adjoint(a: np.ndarray, axis: int) -> np.ndarray:
-    """``Dᵀ a`` for ``D`` = `np.gradient` along ``axis`` (length ≥ 2), unit spacing."""
-    a = np.moveaxis(a, axis, 0)
-    out = np.zeros_like(a)
-    if a.shape[0] > 2:
-        out[2:] += 0.5 * a[1:-1]
-        out[:-2] -= 0.5 * a[1:-1]
-    out[1] += a[0]
-    out[0] -= a[0]
-    out[-1] += a[-1]
-    out[-2] -= a[-1]
-    return np.moveaxis(out, 0, axis)
+@njit(cache=True, nogil=True)
+def _gradient_relevance(component, relevance, out):
+    """`gradient_relevance` of one component (t, gh, gw), gh, gw ≥ 2, into ``out``."""
+    t, gh, gw = component.shape
+    gx = np.empty((t, gh, gw))
+    gy = np.empty((t, gh, gw))
+    top = 0.0
+    for f in range(t):
+        c = component[f]
+        for r in range(gh):
+            for x in range(gw):
+                lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
+                gx[f, r, x] = (np.float64(c[r, hi]) - np.float64(c[r, lo])) / (hi - lo)
+                lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
+                gy[f, r, x] = (np.float64(c[hi, x]) - np.float64(c[lo, x])) / (hi - lo)
+                top = max(top, gx[f, r, x] ** 2 + gy[f, r, x] ** 2)
+    floor = 1e-12 * max(top, 1e-300)
+    adjoint = np.zeros((gh, gw))
+    for f in range(t):
+        root = np.median(component[f])
+        adjoint[:] = 0.0
+        for r in range(gh):
+            for x in range(gw):
+                square = gx[f, r, x] ** 2 + gy[f, r, x] ** 2
+                if square <= floor:
+                    continue
+                # a = R g / |g|², scattered by Dᵀ: the weights of g's central or edge differences
+                ax = relevance[f, r, x] * gx[f, r, x] / square
+                ay = relevance[f, r, x] * gy[f, r, x] / square
+                lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
+                adjoint[r, hi] += ax / (hi - lo)
+                adjoint[r, lo] -= ax / (hi - lo)
+                lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
+                adjoint[hi, x] += ay / (hi - lo)
+                adjoint[lo, x] -= ay / (hi - lo)
+        for r in range(gh):
+            for x in range(gw):
+                out[f, r, x] = (component[f, r, x] - root) * adjoint[r, x]
+                if gx[f, r, x] ** 2 + gy[f, r, x] ** 2 <= floor:
+                    out[f, r, x] += relevance[f, r, x]
 
 
 def _downscale_boxes(boxes: np.ndarray, factor: int) -> np.ndarray:

@@ -28,8 +28,8 @@ def _say(message: str) -> None:
 def run(out: Path, clips_per_class: int = 12, width: int = 320, height: int = 240) -> dict:
     """Build, train, evaluate, explain; write ``out/report.html`` and ``out/demo.json``.
 
-    The clips are ``width × height`` px (320 × 240 by default: at 160 × 120 one 16-px
-    macroblock is a third of the actor, too coarse to show where the motion is).
+    The clips are ``width × height`` px (320 × 240 by default, the size of HMDB51's clips: at
+    160 × 120 one 16-px macroblock is a third of the actor, too coarse to show where it moves).
     """
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m actionlrp.demo", description=__doc__)
     parser.add_argument("--out", default="out/demo", help="output folder")
     parser.add_argument("--clips-per-class", type=int, default=12)
-    parser.add_argument("--size", default="160x120", help="clip size WxH in pixels")
+    parser.add_argument("--size", default="320x240", help="clip size WxH in pixels")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     s = run(Path(args.out), args.clips_per_class, width, height)

@@ -589,23 +589,9 @@ def _cubes_into(
     _gather_cubes(cells, nt, grid.ny, grid.nx, grid.cs, grid.ss, code, np.float32(floor), out)
 
 
-def _spatial_sums(h: np.ndarray, cs: int) -> np.ndarray:
-    """Sums over ``cs × cs`` grid cells at every position.
-
-    (n, gh, gw, B) → (n, gh − cs + 1, gw − cs + 1, B).
-    """
-    out = h[:, : h.shape[1] - cs + 1]
-    for dy in range(1, cs):
-        out = out + h[:, dy : h.shape[1] - cs + 1 + dy]
-    rows = out
-    out = rows[:, :, : h.shape[2] - cs + 1]
-    for dx in range(1, cs):
-        out = out + rows[:, :, dx : h.shape[2] - cs + 1 + dx]
-    return out
-
-
 def _spatial_sums_into(h: np.ndarray, cs: int, out: np.ndarray, work: _Workspace) -> None:
-    """`_spatial_sums` of ``h`` into ``out``, adding in the same order (rows, then columns)."""
+    """Sums of ``h`` (n, gh, gw, B) over ``cs × cs`` grid cells at every position, into ``out``
+    (n, gh − cs + 1, gw − cs + 1, B): rows first, then columns."""
     n, gh, gw, n_bins = h.shape
     if cs == 1:
         out[...] = h
@@ -885,6 +871,7 @@ def spread_bin_relevance(
         field_.flow[: n_tc * cf], feature, c, params.still_threshold
     )
     hist = _bin_histograms(lower, upper, w_lower, w_upper, n_tc, cf, gh * gw, n_bins)
+    hist = hist.reshape(n_tc, gh, gw, n_bins)
     out_flat = out[: n_tc * cf].reshape(-1)
     sides = (desc.boxes[:, 3] - desc.boxes[:, 2]) // (_SPATIAL_CELLS * c)
     for cs in np.unique(sides):
@@ -895,7 +882,7 @@ def spread_bin_relevance(
             upper,
             w_lower,
             w_upper,
-            hist.reshape(n_tc, gh, gw, n_bins),
+            hist,
             np.ascontiguousarray(relevance[chosen]),
             (box[:, 0] // cf).astype(np.int64),
             (box[:, 2] // c).astype(np.int64),

@@ -108,14 +108,39 @@ def test_unknown_class_is_refused(setup):
 
 
 def _direct_dimension_relevance(encoder, desc, r3, epsilon, live):
-    """R(2)_li from the z_ld of DESIGN §3, descriptor by descriptor (no PCA)."""
+    """R(2)_li from the z_ld of DESIGN §3, descriptor by descriptor; with PCA, R(2) on the PCA
+    dimensions, then the ε-rule of the linear layer written out per descriptor and input bin."""
+    if encoder.pca_components_:
+        projected = LocalDescriptors(
+            {
+                f: (x - encoder.pca_mean_[f]) @ encoder.pca_components_[f].T
+                for f, x in desc.features.items()
+            },
+            desc.boxes,
+        )
+        on_pca = _direct_dimension_relevance_no_pca(encoder, desc, projected, r3, epsilon, live)
+        out = {}
+        for f, r in on_pca.items():
+            w, x = encoder.pca_components_[f], desc.features[f].astype(np.float64)
+            xp = projected.features[f]
+            eps_abs = epsilon * np.mean(np.abs(xp))
+            out[f] = np.zeros_like(x)
+            for lo in range(len(desc)):
+                for i in range(w.shape[0]):
+                    share = r[lo, i] / (xp[lo, i] + eps_abs * (1.0 if xp[lo, i] >= 0 else -1.0))
+                    out[f][lo] += (x[lo] - encoder.pca_mean_[f]) * w[i] * share
+        return out
+    return _direct_dimension_relevance_no_pca(encoder, desc, desc, r3, epsilon, live)
+
+
+def _direct_dimension_relevance_no_pca(encoder, desc, encoded, r3, epsilon, live):
     psi = encoder.encode(desc).psi
     eps_abs = epsilon * np.mean(np.abs(psi))
     denominator = psi + eps_abs * np.where(psi >= 0, 1.0, -1.0)
     a = np.where(live, r3 / denominator, 0.0)
     n, out = len(desc), {}
     for f, block in encoder.blocks_.items():
-        x = desc.features[f].astype(np.float64)
+        x = encoded.features[f].astype(np.float64)
         mu, sigma, pi = encoder.means_[f], encoder.sigmas_[f], encoder.weights_[f]
         k, d = mu.shape
         gamma = encoder.soft_assignments(desc, f)
@@ -144,6 +169,26 @@ def test_bin_relevance_equals_a_direct_per_descriptor_computation(setup):
         assert np.allclose(bins[f], direct[f], rtol=1e-7, atol=1e-12)
         assert np.allclose(bins[f].sum(axis=1), per_descriptor[f], rtol=1e-9, atol=1e-14)
     assert absorbed == pytest.approx(absorbed_2, abs=1e-12)
+
+
+def test_bin_relevance_through_pca_equals_a_direct_computation(setup):
+    _, _, descs, labels = setup
+    model = ActionModel(n_components=4, pca_dims=12, max_samples=5000, n_jobs=1, progress=False)
+    model.fit_descriptors(descs, labels)
+    encoder, clf = model.encoder_, model.classifier_
+    desc = LocalDescriptors({f: v[:30] for f, v in descs[1].features.items()}, descs[1].boxes[:30])
+    fv = encoder.encode(desc)
+    live = np.abs(fv.psi) > 0
+    r3 = relevance_fv(fv.phi, clf.coef_[1], clf.intercept_[1], live)
+    direct = _direct_dimension_relevance(encoder, desc, r3, 0.5, live)
+    out = {f: np.full((len(desc), d), np.nan) for f, d in encoder.input_dims_.items()}
+    with encoder.reusing_assignments(desc):  # the blocks of γ and x′ kept from the encoding
+        encoder.encode(desc)
+        bins, absorbed = encoder.dimension_relevance(desc, r3, 0.5, psi=fv.psi, live=live, out=out)
+    for f in bins:
+        assert bins[f] is out[f]
+        assert np.allclose(bins[f], direct[f], rtol=1e-6, atol=1e-12)
+    assert absorbed == pytest.approx(r3.sum() - sum(d.sum() for d in direct.values()), abs=1e-9)
 
 
 def test_bin_relevance_through_pca_conserves_as_epsilon_goes_to_zero(setup):

@@ -777,28 +777,6 @@ def _box_add(grid: tuple[int, int, int], boxes: tuple[np.ndarray, ...], values: 
     return diff.cumsum(0).cumsum(1).cumsum(2)[:t, :gh, :gw]
 
 
-def _voxel_bins(
-    flow: np.ndarray, feature: str, cell_px: int, still_threshold: float
-) -> tuple[np.ndarray, ...]:
-    """Each voxel's two bins and weights in the histograms of ``feature``, as `cell_histograms`
-    fills them: ``lower, upper`` (int) and ``w_lower, w_upper`` (float64), each flattened."""
-    u, v = flow[..., 0], flow[..., 1]
-    if feature == "hof":
-        lower, upper, w_lower, w_upper = orientation_bins(u, v)
-        still = (u * u + v * v < np.float32(still_threshold) ** 2).ravel()
-        lower = np.where(still, N_ORIENTATIONS, lower)
-        w_lower = np.where(still, np.float32(still_threshold), w_lower)
-        w_upper = np.where(still, np.float32(0), w_upper)
-    else:
-        component = u if feature == "mbhx" else v
-        if component.shape[1] > 1 and component.shape[2] > 1:
-            gy, gx = np.gradient(component, axis=(1, 2))
-        else:
-            gy = gx = np.zeros_like(component)
-        lower, upper, w_lower, w_upper = orientation_bins(gx / cell_px, gy / cell_px)
-    return lower, upper, w_lower.astype(np.float64), w_upper.astype(np.float64)
-
-
 def spread_bin_relevance(
     field_: MotionField,
     desc: LocalDescriptors,
@@ -822,6 +800,9 @@ def spread_bin_relevance(
     each one's relevance on to the vectors it differences (unless ``vectors`` is False). Σ R(1) =
     Σ relevance to float64 round-off.
 
+    One compiled pass per time cell (`_spread_time_cells`): bins, sums, spreading and the
+    gradient layer, with scratch arrays of one time cell only.
+
     Parameters
     ----------
     field_ : MotionField
@@ -843,7 +824,8 @@ def spread_bin_relevance(
         R(1) per voxel of the field.
     """
     params = params or DescriptorParams()
-    n_bins = N_ORIENTATIONS + 1 if feature == "hof" else N_ORIENTATIONS
+    if feature not in FEATURE_TYPES:
+        raise ValueError(f"feature must be one of {FEATURE_TYPES}, got {feature!r}")
     relevance = np.asarray(relevance, np.float64)
     if relevance.shape != (len(desc), params.dims()[feature]):
         raise ValueError(
@@ -863,108 +845,144 @@ def spread_bin_relevance(
         return _upsample(coarse, factor, field_.grid_shape)
     t, gh, gw = field_.grid_shape
     cf, c = params.cell_frames, field_.cell
-    n_tc = t // cf
     out = np.zeros((t, gh, gw))
-    if n_tc == 0 or len(desc) == 0:
+    if t // cf == 0 or len(desc) == 0:
         return out
-    lower, upper, w_lower, w_upper = _voxel_bins(
-        field_.flow[: n_tc * cf], feature, c, params.still_threshold
-    )
-    hist = _bin_histograms(lower, upper, w_lower, w_upper, n_tc, cf, gh * gw, n_bins)
-    hist = hist.reshape(n_tc, gh, gw, n_bins)
-    out_flat = out[: n_tc * cf].reshape(-1)
+    hof = feature == "hof"
     sides = (desc.boxes[:, 3] - desc.boxes[:, 2]) // (_SPATIAL_CELLS * c)
-    for cs in np.unique(sides):
-        chosen = np.flatnonzero(sides == cs)
-        box = desc.boxes[chosen]
-        _spread_bins(
-            lower,
-            upper,
-            w_lower,
-            w_upper,
-            hist,
-            np.ascontiguousarray(relevance[chosen]),
-            (box[:, 0] // cf).astype(np.int64),
-            (box[:, 2] // c).astype(np.int64),
-            (box[:, 4] // c).astype(np.int64),
-            int(cs),
-            cf,
-            out_flat,
-        )
-    if vectors and feature != "hof":
-        return gradient_relevance(field_, out, feature)
+    with _workspace() as work:
+        planes = work.array("spread planes", (2, t, gh, gw))
+        planes[0], planes[1] = field_.flow[..., 0], field_.flow[..., 1]
+        component = planes[0 if feature == "mbhx" else 1]
+        if hof:
+            dx, dy = planes[0], planes[1]
+        else:
+            dx, dy = work.array("spread gx", (t, gh, gw)), work.array("spread gy", (t, gh, gw))
+            _spatial_gradient(component, c, dx, dy)
+        angle = work.array("spread angle", (t, gh, gw))
+        np.arctan2(dy, dx, out=angle)  # as `describe` takes it: the same bins to the last bit
+        floor = _gradient_floor(component) if not hof else 0.0
+        for cs in np.unique(sides):
+            chosen = np.flatnonzero(sides == cs)
+            box = desc.boxes[chosen]
+            tc0 = (box[:, 0] // cf).astype(np.int64)
+            order = np.argsort(tc0, kind="stable")
+            _spread_time_cells(
+                dx,
+                dy,
+                angle,
+                component,
+                hof,
+                np.ascontiguousarray(relevance[chosen[order]]),
+                np.searchsorted(tc0[order], np.arange(t // cf + 1)),
+                (box[order, 2] // c).astype(np.int64),
+                (box[order, 4] // c).astype(np.int64),
+                int(cs),
+                cf,
+                float(params.still_threshold),
+                vectors and not hof and gh >= 2 and gw >= 2,
+                floor,
+                out,
+            )
     return out
 
 
 @njit(cache=True, nogil=True)
-def _bin_histograms(lower, upper, w_lower, w_upper, n_tc, cf, n_cells, n_bins):
-    """H per (time cell, grid cell, bin): each voxel's two weights added to its two bins."""
-    hist = np.zeros((n_tc, n_cells, n_bins))
-    for v in range(lower.size):
-        tc, cell = v // (cf * n_cells), v % n_cells
-        hist[tc, cell, lower[v]] += w_lower[v]
-        hist[tc, cell, upper[v]] += w_upper[v]
-    return hist
+def _spread_time_cells(
+    dx, dy, angle, component, hof, relevance, first, y0, x0, cs, cf, threshold, vectors, floor, out
+):
+    """`spread_bin_relevance` for the cubes of one size (``cs`` grid cells per spatial cell),
+    added into ``out`` (T, gh, gw).
 
-
-@njit(cache=True, nogil=True)
-def _spread_bins(lower, upper, w_lower, w_upper, hist, relevance, tc0, y0, x0, cs, cf, out):
-    """`spread_bin_relevance` for the cubes of one size (``cs`` grid cells per spatial cell).
-
-    A_ob (each cube's bin relevance on the cells it is made of), H_ob (the cs × cs sums of
-    ``hist``), then every voxel of a non-empty bin gets A_ob · w_vb / H_ob from each cell o that
-    holds it, and an empty bin's A_ob goes evenly over its cs·cs·cf voxels; added into ``out``.
+    ``dx, dy, angle`` (T, gh, gw) float32: the vectors that fill the bins (HOF: the flow; MBH:
+    the gradient of ``component``) and ``arctan2(dy, dx)``. The cubes are sorted by start time
+    cell; those starting in time cell s are ``first[s]:first[s + 1]``, at grid cell (``y0``,
+    ``x0``). Per time cell: each voxel's two bins and weights (the arithmetic of
+    `orientation_bins`), H_ob (the cs × cs sums), A_ob (the relevance of the cubes that hold the
+    cell), then every voxel of a non-empty bin gets A_ob · w_vb / H_ob from each cell o that
+    holds it, and an empty bin's A_ob goes evenly over its cs·cs·cf voxels. With ``vectors``
+    each frame then goes through the gradient layer (`_frame_gradient_relevance`).
     """
-    n_tc, gh, gw, nb = hist.shape
-    acc = np.zeros((n_tc, gh, gw, nb))
-    for n in range(relevance.shape[0]):
-        f = 0
-        for k in range(_TIME_CELLS):
-            for i in range(_SPATIAL_CELLS):
-                for j in range(_SPATIAL_CELLS):
-                    y, x = y0[n] + i * cs, x0[n] + j * cs
-                    for b in range(nb):
-                        acc[tc0[n] + k, y, x, b] += relevance[n, f]
-                        f += 1
-    # Round-off guard: H_ob is at least the largest single-cell bin, at most cs² times it.
-    floor = 1e-12 * max(hist.max(), 1e-300)
-    h = np.zeros(nb)
-    # acc becomes A_ob / H_ob where the bin is filled; an empty bin's A_ob goes to ``even``.
-    even = np.zeros((n_tc, gh, gw))
-    for t in range(n_tc):
+    t_all, gh, gw = dx.shape
+    nb = relevance.shape[1] // (_TIME_CELLS * _SPATIAL_CELLS * _SPATIAL_CELLS)
+    lower = np.empty((cf, gh, gw), np.int64)
+    w_lower = np.empty((cf, gh, gw))
+    w_upper = np.empty((cf, gh, gw))
+    hist = np.empty((gh, gw, nb))
+    acc = np.empty((gh, gw, nb))
+    even = np.empty((gh, gw))
+    h = np.empty(nb)
+    voxels = np.empty((gh, gw))
+    adjoint = np.empty((gh, gw))
+    to_bins = np.float32(N_ORIENTATIONS / (2 * np.pi))
+    full_turn = np.float32(N_ORIENTATIONS)
+    still = np.float32(threshold)
+    for tc in range(t_all // cf):
+        hist[:] = 0.0
+        for k in range(cf):
+            t = tc * cf + k
+            for y in range(gh):
+                for x in range(gw):
+                    u, v = dx[t, y, x], dy[t, y, x]
+                    magnitude_sq = u * u + v * v
+                    position = angle[t, y, x] * to_bins
+                    position = position + full_turn if position < 0 else position
+                    base = np.floor(position)
+                    lo = np.int64(base) & (N_ORIENTATIONS - 1)  # it may round up to 8.0
+                    if hof and magnitude_sq < still * still:
+                        lo, wl, wu = N_ORIENTATIONS, still, np.float32(0.0)
+                    else:
+                        magnitude = np.sqrt(magnitude_sq)
+                        wu = magnitude * (position - base)
+                        wl = magnitude - wu
+                    lower[k, y, x], w_lower[k, y, x], w_upper[k, y, x] = lo, wl, wu
+                    hist[y, x, lo] += wl
+                    if lo < N_ORIENTATIONS:
+                        hist[y, x, (lo + 1) & (N_ORIENTATIONS - 1)] += wu
+        # A_ob: the relevance of the cubes whose k-th time cell is tc, on their 2 × 2 cells
+        acc[:] = 0.0
+        for k in range(min(_TIME_CELLS, tc + 1)):
+            for n in range(first[tc - k], first[tc - k + 1]):
+                f = k * _SPATIAL_CELLS * _SPATIAL_CELLS * nb
+                for i in range(_SPATIAL_CELLS):
+                    for j in range(_SPATIAL_CELLS):
+                        y, x = y0[n] + i * cs, x0[n] + j * cs
+                        for b in range(nb):
+                            acc[y, x, b] += relevance[n, f]
+                            f += 1
+        # Round-off guard: H_ob is at least the largest single-cell bin, at most cs² times it.
+        bin_floor = 1e-12 * max(hist.max(), 1e-300)
+        even[:] = 0.0
         for y in range(gh - cs + 1):
             for x in range(gw - cs + 1):
-                _cell_histogram(hist, t, y, x, cs, h)
+                h[:] = 0.0
+                for oy in range(y, y + cs):
+                    for ox in range(x, x + cs):
+                        for b in range(nb):
+                            h[b] += hist[oy, ox, b]
                 for b in range(nb):
-                    if h[b] > floor:
-                        acc[t, y, x, b] /= h[b]
+                    if h[b] > bin_floor:
+                        acc[y, x, b] /= h[b]
                     else:
-                        even[t, y, x] += acc[t, y, x, b] / (cs * cs * cf)
-                        acc[t, y, x, b] = 0.0
-    # Every voxel gathers from the cs × cs cells that contain it (adjoint of the sums).
-    v = 0
-    for t in range(lower.size // (gh * gw)):
-        tc = t // cf
-        for y in range(gh):
-            for x in range(gw):
-                lo, up = lower[v], upper[v]
-                total = 0.0
-                for oy in range(max(0, y - cs + 1), y + 1):
-                    for ox in range(max(0, x - cs + 1), x + 1):
-                        total += acc[tc, oy, ox, lo] * w_lower[v] + acc[tc, oy, ox, up] * w_upper[v]
-                        total += even[tc, oy, ox]
-                out[v] += total
-                v += 1
-
-
-@njit(inline="always")
-def _cell_histogram(hist, t, y, x, cs, h):
-    """H_ob of the cs × cs cell whose first grid cell is (y, x) of time cell t, into ``h``."""
-    h[:] = 0.0
-    for dy in range(cs):
-        for dx in range(cs):
-            for b in range(h.size):
-                h[b] += hist[t, y + dy, x + dx, b]
+                        even[y, x] += acc[y, x, b] / (cs * cs * cf)
+                        acc[y, x, b] = 0.0
+        # Every voxel gathers from the cs × cs cells that contain it (adjoint of the sums).
+        for k in range(cf):
+            for y in range(gh):
+                for x in range(gw):
+                    lo = lower[k, y, x]
+                    up = (lo + 1) & (N_ORIENTATIONS - 1) if lo < N_ORIENTATIONS else lo
+                    total = 0.0
+                    for oy in range(max(0, y - cs + 1), min(y, gh - cs) + 1):
+                        for ox in range(max(0, x - cs + 1), min(x, gw - cs) + 1):
+                            total += acc[oy, ox, lo] * w_lower[k, y, x] + even[oy, ox]
+                            total += acc[oy, ox, up] * w_upper[k, y, x]
+                    voxels[y, x] = total
+            t = tc * cf + k
+            if vectors:
+                _frame_gradient_relevance(component[t], voxels, floor, adjoint, out[t])
+            else:
+                out[t] += voxels
 
 
 def gradient_relevance(field_: MotionField, relevance: np.ndarray, feature: str) -> np.ndarray:
@@ -1001,52 +1019,72 @@ def gradient_relevance(field_: MotionField, relevance: np.ndarray, feature: str)
     t, gh, gw = field_.grid_shape
     if gh < 2 or gw < 2 or t == 0:
         return relevance.copy()
-    out = np.empty_like(relevance)
-    component = np.ascontiguousarray(field_.flow[..., 0 if feature == "mbhx" else 1])
-    _gradient_relevance(component, np.ascontiguousarray(relevance), out)
+    component = np.ascontiguousarray(field_.flow[..., 0 if feature == "mbhx" else 1], np.float32)
+    out = np.zeros_like(relevance)
+    floor = _gradient_floor(component)
+    _gradient_relevance(component, np.ascontiguousarray(relevance), floor, out)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _gradient_relevance(component, relevance, out):
-    """`gradient_relevance` of one component (t, gh, gw), gh, gw ≥ 2, into ``out``."""
+def _gradient_floor(component):
+    """1e-12 × the largest |g|² of ``component`` (t, gh, gw) over the clip, in float64."""
     t, gh, gw = component.shape
-    gx = np.empty((t, gh, gw))
-    gy = np.empty((t, gh, gw))
     top = 0.0
-    for f in range(t):
-        c = component[f]
-        for r in range(gh):
-            for x in range(gw):
-                lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
-                gx[f, r, x] = (np.float64(c[r, hi]) - np.float64(c[r, lo])) / (hi - lo)
-                lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
-                gy[f, r, x] = (np.float64(c[hi, x]) - np.float64(c[lo, x])) / (hi - lo)
-                top = max(top, gx[f, r, x] ** 2 + gy[f, r, x] ** 2)
-    floor = 1e-12 * max(top, 1e-300)
-    adjoint = np.zeros((gh, gw))
-    for f in range(t):
-        root = np.median(component[f])
-        adjoint[:] = 0.0
-        for r in range(gh):
-            for x in range(gw):
-                square = gx[f, r, x] ** 2 + gy[f, r, x] ** 2
-                if square <= floor:
-                    continue
-                # a = R g / |g|², scattered by Dᵀ: the weights of g's central or edge differences
-                ax = relevance[f, r, x] * gx[f, r, x] / square
-                ay = relevance[f, r, x] * gy[f, r, x] / square
-                lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
-                adjoint[r, hi] += ax / (hi - lo)
-                adjoint[r, lo] -= ax / (hi - lo)
-                lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
-                adjoint[hi, x] += ay / (hi - lo)
-                adjoint[lo, x] -= ay / (hi - lo)
-        for r in range(gh):
-            for x in range(gw):
-                out[f, r, x] = (component[f, r, x] - root) * adjoint[r, x]
-                if gx[f, r, x] ** 2 + gy[f, r, x] ** 2 <= floor:
-                    out[f, r, x] += relevance[f, r, x]
+    if gh >= 2 and gw >= 2:
+        for f in range(t):
+            for r in range(gh):
+                for x in range(gw):
+                    gx, gy = _float64_gradient(component[f], r, x)
+                    top = max(top, gx * gx + gy * gy)
+    return 1e-12 * max(top, 1e-300)
+
+
+@njit(cache=True, nogil=True)
+def _gradient_relevance(component, relevance, floor, out):
+    """`gradient_relevance` of ``component`` (t, gh ≥ 2, gw ≥ 2), added into ``out``."""
+    adjoint = np.empty(relevance.shape[1:])
+    for f in range(relevance.shape[0]):
+        _frame_gradient_relevance(component[f], relevance[f], floor, adjoint, out[f])
+
+
+@njit(inline="always")
+def _float64_gradient(c, r, x):
+    """(∂c/∂x, ∂c/∂y) at (r, x) in float64: central differences, one-sided at the edges."""
+    gh, gw = c.shape
+    lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
+    gx = (np.float64(c[r, hi]) - np.float64(c[r, lo])) / (hi - lo)
+    lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
+    gy = (np.float64(c[hi, x]) - np.float64(c[lo, x])) / (hi - lo)
+    return gx, gy
+
+
+@njit(inline="always")
+def _frame_gradient_relevance(c, relevance, floor, adjoint, out):
+    """One frame of `gradient_relevance`: component ``c`` (gh, gw), voxel ``relevance``
+    (gh, gw); the vectors' relevance is added into ``out`` (gh, gw)."""
+    gh, gw = c.shape
+    root = np.median(c)
+    adjoint[:] = 0.0
+    for r in range(gh):
+        for x in range(gw):
+            gx, gy = _float64_gradient(c, r, x)
+            square = gx * gx + gy * gy
+            if square <= floor:
+                out[r, x] += relevance[r, x]
+                continue
+            # a = R g / |g|², scattered by Dᵀ: the weights of g's central or edge differences
+            ax = relevance[r, x] * gx / square
+            ay = relevance[r, x] * gy / square
+            lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
+            adjoint[r, hi] += ax / (hi - lo)
+            adjoint[r, lo] -= ax / (hi - lo)
+            lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
+            adjoint[hi, x] += ay / (hi - lo)
+            adjoint[lo, x] -= ay / (hi - lo)
+    for r in range(gh):
+        for x in range(gw):
+            out[r, x] += (c[r, x] - root) * adjoint[r, x]
 
 
 def _downscale_boxes(boxes: np.ndarray, factor: int) -> np.ndarray:

@@ -36,11 +36,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba import njit
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
+from actionlrp.codec import _Workspace, _workspace
 from actionlrp.descriptors import FEATURE_TYPES, LocalDescriptors
 from actionlrp.errors import EmptyClipError
 
@@ -428,11 +430,12 @@ class FisherEncoder(BaseEstimator):
         if len(desc) * (self.n_components + 2 * max(self.dims_.values())) > MEMO_ENTRIES:
             yield
             return
-        self._memo = (desc, {})
-        try:
-            yield
-        finally:
-            self._memo = None
+        with _workspace() as work:
+            self._memo = (desc, {}, work)
+            try:
+                yield
+            finally:
+                self._memo = None
 
     def _chunks(self, desc: LocalDescriptors, f: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         memo = getattr(self, "_memo", None)
@@ -440,25 +443,29 @@ class FisherEncoder(BaseEstimator):
             yield from self._compute_chunks(desc, f)
             return
         if f not in memo[1]:
-            memo[1][f] = list(self._compute_chunks(desc, f))
+            memo[1][f] = list(self._compute_chunks(desc, f, memo[2]))
         yield from memo[1][f]
 
     def _compute_chunks(
-        self, desc: LocalDescriptors, f: str
+        self, desc: LocalDescriptors, f: str, work: _Workspace | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Per block of descriptors: γ (n, K), float64, and [x', x'∘x'] (n, 2d), float64.
 
         x' is the descriptor after PCA minus the mixture's mean, computed in float64 from the
         float32 descriptors; the centring is exact in the maths and keeps the float32 quadratic
         form of the log-likelihoods accurate. exp(log-likelihood − row max) is float32, its
-        normalisation to γ float64.
+        normalisation to γ float64. With ``work`` the blocks are kept in its arrays.
         """
         block = self._derived[f]
         x_all = desc.features[f]
-        d = self.dims_[f]
+        d, k = self.dims_[f], self.n_components
         for start in range(0, x_all.shape[0], CHUNK_ROWS):
             x = np.asarray(x_all[start : start + CHUNK_ROWS], np.float64)
-            stacked = np.empty((x.shape[0], 2 * d))
+            if work is None:
+                stacked, gamma = np.empty((x.shape[0], 2 * d)), np.empty((x.shape[0], k))
+            else:
+                stacked = work.array(f"{f} {start} x′", (x.shape[0], 2 * d), np.float64)
+                gamma = work.array(f"{f} {start} γ", (x.shape[0], k), np.float64)
             centred = stacked[:, :d]
             if block.projection is not None:
                 np.subtract(x @ block.projection, block.offset, out=centred)
@@ -472,7 +479,7 @@ class FisherEncoder(BaseEstimator):
             loglik = inputs @ block.loglik_weights
             loglik -= loglik.max(axis=1, keepdims=True)
             np.exp(loglik, out=loglik)
-            gamma = loglik.astype(np.float64)
+            gamma[...] = loglik
             gamma /= gamma.sum(axis=1, keepdims=True)
             yield gamma, stacked
 
@@ -705,6 +712,7 @@ class FisherEncoder(BaseEstimator):
         live: np.ndarray | None = None,
         reference: LocalDescriptors | None = None,
         reference_index: np.ndarray | None = None,
+        out: Mapping[str, np.ndarray] | None = None,
     ) -> tuple[dict[str, np.ndarray], float]:
         """R(2) of every input dimension of every descriptor: the ε-rule, one dimension finer.
 
@@ -731,6 +739,8 @@ class FisherEncoder(BaseEstimator):
             absorbed. With PCA the linear layer is decomposed around x⁰ too (no bias is left).
         reference_index : ndarray of int, shape (N,), optional
             Which reference row each descriptor deviates from (default: row 0).
+        out : dict of str to ndarray, shape (N, input_dims_[f]), float64, optional
+            Arrays to write R(2) into (and return), e.g. scratch arrays kept between clips.
 
         Returns
         -------
@@ -741,34 +751,79 @@ class FisherEncoder(BaseEstimator):
         """
         r3, psi = self._relevance_inputs(desc, r3, epsilon, psi)
         n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
+        if out is None:
+            out = {f: np.empty((n, self.input_dims_[f])) for f in self.blocks_}
         if reference is None:
             a = self._stabilised_weights(r3, epsilon, psi, live)
-            r2 = {f: self._dimension_block(desc, f, a[self.blocks_[f]], n) for f in self.blocks_}
-            origins: dict[str, np.ndarray | None] = {f: None for f in r2}
-        else:
-            index = np.zeros(n, np.intp) if reference_index is None else reference_index
-            index = np.asarray(index, np.intp)
-            share = np.bincount(index, minlength=len(reference)) / n
-            rows = [_row(reference, s) for s in range(len(reference))]
-            # Ψ⁰ = Σ_l z⁰_l: each reference's Ψ (as a one-descriptor clip) × its share of N
-            psi_ref = np.concatenate(
-                [
-                    sum(w * self._psi_block(row, f, 1) for w, row in zip(share, rows, strict=True))
-                    for f in self.feature_types
-                ]
-            )
-            a = self._stabilised_weights(r3, epsilon, psi - psi_ref, live)
-            r2, origins = {}, {}
-            for f in self.blocks_:
-                a_f = a[self.blocks_[f]]
-                ref_rows = self._dimension_block(reference, f, a_f, n)
-                r2[f] = self._dimension_block(desc, f, a_f, n) - ref_rows[index]
-                origins[f] = np.asarray(reference.features[f], np.float64)[index]
+            r2 = {}
+            with _workspace() as work:
+                for f in self.blocks_:
+                    r2[f] = self._input_block(desc, f, a[self.blocks_[f]], n, epsilon, out[f], work)
+            return r2, float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
+        index = np.zeros(n, np.intp) if reference_index is None else reference_index
+        index = np.asarray(index, np.intp)
+        share = np.bincount(index, minlength=len(reference)) / n
+        rows = [_row(reference, s) for s in range(len(reference))]
+        # Ψ⁰ = Σ_l z⁰_l: each reference's Ψ (as a one-descriptor clip) × its share of N
+        psi_ref = np.concatenate(
+            [
+                sum(w * self._psi_block(row, f, 1) for w, row in zip(share, rows, strict=True))
+                for f in self.feature_types
+            ]
+        )
+        a = self._stabilised_weights(r3, epsilon, psi - psi_ref, live)
+        r2, origins = {}, {}
+        for f in self.blocks_:
+            a_f = a[self.blocks_[f]]
+            ref_rows = self._dimension_block(reference, f, a_f, n)
+            r2[f] = self._dimension_block(desc, f, a_f, n) - ref_rows[index]
+            origins[f] = np.asarray(reference.features[f], np.float64)[index]
         for f in r2:
             if f in self.pca_components_:
                 r2[f] = self._through_pca(desc, f, r2[f], epsilon, origins[f])
+            out[f][...] = r2[f]
+            r2[f] = out[f]
         absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
         return r2, absorbed
+
+    def _input_block(
+        self, desc: LocalDescriptors, f: str, a: np.ndarray, n: int, epsilon: float, out, work
+    ) -> np.ndarray:
+        """`dimension_relevance` of one feature type without a reference, into ``out``: the
+        FV layer, then the PCA layer, block by block in ``work``'s scratch arrays."""
+        d = self.dims_[f]
+        pqc = np.concatenate(self._relevance_terms(f, a, n), axis=1)  # (K, 3d)
+        chunks = list(self._chunks(desc, f))
+        pca = f in self.pca_components_
+        if pca:
+            components = self.pca_components_[f]
+            centre = self._derived[f].offset - self.pca_mean_[f] @ components.T
+            rows = min(n, CHUNK_ROWS)
+            scratch = work.array("fv x′", (rows, d), np.float64)
+            total = 0.0
+            for _, stacked in chunks:  # ε′ = ε × the clip's mean |x′|, x′ = W (x − m)
+                projected = scratch[: len(stacked)]
+                np.add(stacked[:, :d], centre, out=projected)
+                total += float(np.abs(projected, out=projected).sum())
+            eps_abs = float(epsilon) * total / (n * d)
+        start = 0
+        for gamma, stacked in chunks:
+            stop = start + len(gamma)
+            g = np.matmul(gamma, pqc, out=work.array("fv g", (len(gamma), 3 * d), np.float64))
+            if pca:
+                # R_lj = (x_lj − m_j) Σ_i W_ij R(2)_li / (x′_li + ε′ sign x′_li)
+                ratio = work.array("fv ratio", (len(gamma), d), np.float64)
+                _pca_ratio(stacked, g, centre, eps_abs, ratio)
+                block = np.matmul(ratio, components, out=out[start:stop])
+                _times_deviation(block, desc.features[f][start:stop], self.pca_mean_[f])
+            else:
+                # R(2)_li = x_li (Γ P)_li + x_li² (Γ Q)_li + (Γ C)_li (DESIGN §5)
+                r = out[start:stop]
+                np.multiply(stacked[:, :d], g[:, :d], out=r)
+                r += stacked[:, d:] * g[:, d : 2 * d]
+                r += g[:, 2 * d :]
+            start = stop
+        return out
 
     def _dimension_block(self, desc: LocalDescriptors, f: str, a: np.ndarray, n: int) -> np.ndarray:
         d = self.dims_[f]
@@ -790,12 +845,11 @@ class FisherEncoder(BaseEstimator):
         f: str,
         r_pca: np.ndarray,
         epsilon: float,
-        origin: np.ndarray | None = None,
+        origin: np.ndarray,
     ) -> np.ndarray:
         """R(2) on the PCA dimensions → on the input dimensions (ε-rule of a linear layer),
-        decomposed around ``origin`` (N, d_in) if given, else around the PCA mean."""
+        decomposed around ``origin`` (N, d_in) (`_input_block` does it around the PCA mean)."""
         components = self.pca_components_[f]
-        origin = self.pca_mean_[f] if origin is None else origin
         x = np.asarray(desc.features[f], np.float64) - origin  # (N, d_in)
         projected = x @ components.T  # x′, (N, d)
         eps_abs = float(epsilon) * float(np.mean(np.abs(projected)))
@@ -804,6 +858,31 @@ class FisherEncoder(BaseEstimator):
         # R_lj = (x_lj − m_j) Σ_i W_ij R_li / (x′_li + ε′ sign x′_li), m the origin
         x *= ratio @ components
         return x
+
+
+@njit(cache=True, nogil=True)
+def _pca_ratio(stacked, g, centre, eps_abs, out):
+    """R(2)_li / (x′_li + ε′ sign x′_li) into ``out`` (n, d), 0 where the denominator is 0.
+
+    ``stacked`` (n, 2d): [x − c, (x − c)²] in PCA space (c: ``centre``); ``g`` (n, 3d): Γ [P Q C],
+    so R(2)_li = (x − c)_li (Γ P)_li + (x − c)_li² (Γ Q)_li + (Γ C)_li (DESIGN §5)."""
+    n, d = out.shape
+    for row in range(n):
+        for i in range(d):
+            x = stacked[row, i]
+            value = x * g[row, i] + stacked[row, d + i] * g[row, d + i] + g[row, 2 * d + i]
+            denominator = x + centre[i]
+            denominator += eps_abs if denominator >= 0 else -eps_abs
+            out[row, i] = value / denominator if denominator != 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _times_deviation(block, x, mean):
+    """``block`` (n, d_in) *= x − mean, x float32 (n, d_in)."""
+    n, d = block.shape
+    for row in range(n):
+        for j in range(d):
+            block[row, j] *= np.float64(x[row, j]) - mean[j]
 
 
 def _row(desc: LocalDescriptors, i: int) -> LocalDescriptors:

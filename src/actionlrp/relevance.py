@@ -10,13 +10,18 @@ R(1) in `actionlrp.descriptors` (`spread_relevance`). This module chains them fo
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from actionlrp.codec import MotionField
+from actionlrp.codec import MotionField, _workspace
 from actionlrp.descriptors import (
     LocalDescriptors,
+    _available_cpus,
+    _threads,
     spread_bin_relevance,
     spread_relevance,
     still_reference,
@@ -160,7 +165,7 @@ def explain(
 
 
 def _explain(model, field, descriptors, class_name, epsilon, fine, reference) -> Explanation:
-    encoder, classifier = model.encoder_, model.classifier_
+    encoder, classifier, params = model.encoder_, model.classifier_, model.params_
     classes = [str(c) for c in classifier.classes_]
     fisher = encoder.encode(descriptors)
     phi, psi = fisher.phi, fisher.psi
@@ -177,18 +182,31 @@ def _explain(model, field, descriptors, class_name, epsilon, fine, reference) ->
         ref, ref_index = (
             still_reference(field, descriptors, model.params_) if reference else (None, None)
         )
-        bins, absorbed = encoder.dimension_relevance(
-            descriptors, r3, epsilon, psi=psi, live=live, reference=ref, reference_index=ref_index
-        )
-        r2 = {f: r.sum(axis=1) for f, r in bins.items()}
+        with _workspace() as work:  # R(2) per bin is only passed on: scratch arrays will do
+            scratch = {
+                f: work.array(f"bins {f}", (len(descriptors), d), np.float64)
+                for f, d in encoder.input_dims_.items()
+            }
+            bins, absorbed = encoder.dimension_relevance(
+                descriptors,
+                r3,
+                epsilon,
+                psi=psi,
+                live=live,
+                reference=ref,
+                reference_index=ref_index,
+                out=scratch,
+            )
+            r2 = {f: r.sum(axis=1) for f, r in bins.items()}
+            if fine:
+                tasks = {
+                    f: functools.partial(spread_bin_relevance, field, descriptors, r, f, params)
+                    for f, r in bins.items()
+                }
+                by_feature = dict(zip(tasks, _in_threads(list(tasks.values())), strict=True))
     else:
         r2, absorbed = encoder.relevance_epsilon(descriptors, r3, epsilon, psi=psi, live=live)
-    if fine:
-        by_feature = {
-            f: spread_bin_relevance(field, descriptors, r, f, model.params_)
-            for f, r in bins.items()
-        }
-    else:
+    if not fine:
         by_feature = {
             f: spread_relevance(descriptors, r, field.grid_shape, field.cell) for f, r in r2.items()
         }
@@ -208,3 +226,27 @@ def _explain(model, field, descriptors, class_name, epsilon, fine, reference) ->
         fine=fine,
         reference=reference,
     )
+
+
+def _in_threads(tasks: list[Callable[[], np.ndarray]]) -> list[np.ndarray]:
+    """Run compiled, GIL-free ``tasks`` on up to one thread per CPU; their results in order."""
+    results: list[np.ndarray | None] = [None] * len(tasks)
+    pending = iter(range(len(tasks)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = next(pending, None)
+            if i is None:
+                return
+            results[i] = tasks[i]()
+
+    n = min(_available_cpus(), len(tasks))
+    others = [_threads(n - 1).submit(work) for _ in range(n - 1)] if n > 1 else []
+    try:
+        work()
+    finally:
+        for done in others:
+            done.result()
+    return results

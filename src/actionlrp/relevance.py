@@ -11,8 +11,6 @@ R(1) in `actionlrp.descriptors` (`spread_relevance`). This module chains them fo
 from __future__ import annotations
 
 import functools
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,8 +18,7 @@ import numpy as np
 from actionlrp.codec import MotionField, _workspace
 from actionlrp.descriptors import (
     LocalDescriptors,
-    _available_cpus,
-    _threads,
+    in_threads,
     spread_bin_relevance,
     spread_relevance,
     still_reference,
@@ -203,7 +200,7 @@ def _explain(model, field, descriptors, class_name, epsilon, fine, reference) ->
                     f: functools.partial(spread_bin_relevance, field, descriptors, r, f, params)
                     for f, r in bins.items()
                 }
-                by_feature = dict(zip(tasks, _in_threads(list(tasks.values())), strict=True))
+                by_feature = dict(zip(tasks, in_threads(list(tasks.values())), strict=True))
     else:
         r2, absorbed = encoder.relevance_epsilon(descriptors, r3, epsilon, psi=psi, live=live)
     if not fine:
@@ -226,27 +223,3 @@ def _explain(model, field, descriptors, class_name, epsilon, fine, reference) ->
         fine=fine,
         reference=reference,
     )
-
-
-def _in_threads(tasks: list[Callable[[], np.ndarray]]) -> list[np.ndarray]:
-    """Run compiled, GIL-free ``tasks`` on up to one thread per CPU; their results in order."""
-    results: list[np.ndarray | None] = [None] * len(tasks)
-    pending = iter(range(len(tasks)))
-    lock = threading.Lock()
-
-    def work() -> None:
-        while True:
-            with lock:
-                i = next(pending, None)
-            if i is None:
-                return
-            results[i] = tasks[i]()
-
-    n = min(_available_cpus(), len(tasks))
-    others = [_threads(n - 1).submit(work) for _ in range(n - 1)] if n > 1 else []
-    try:
-        work()
-    finally:
-        for done in others:
-            done.result()
-    return results

@@ -853,7 +853,7 @@ def spread_bin_relevance(
     params = params or DescriptorParams()
     if feature not in FEATURE_TYPES:
         raise ValueError(f"feature must be one of {FEATURE_TYPES}, got {feature!r}")
-    relevance = np.asarray(relevance, np.float64)
+    relevance = np.ascontiguousarray(relevance, np.float64)
     if relevance.shape != (len(desc), params.dims()[feature]):
         raise ValueError(
             f"relevance must have shape ({len(desc)}, {params.dims()[feature]}), "
@@ -900,7 +900,8 @@ def spread_bin_relevance(
                 angle,
                 component,
                 hof,
-                np.ascontiguousarray(relevance[chosen[order]]),
+                relevance,
+                chosen[order],
                 np.searchsorted(tc0[order], np.arange(t // cf + 1)),
                 (box[order, 2] // c).astype(np.int64),
                 (box[order, 4] // c).astype(np.int64),
@@ -916,15 +917,30 @@ def spread_bin_relevance(
 
 @njit(cache=True, nogil=True)
 def _spread_time_cells(
-    dx, dy, angle, component, hof, relevance, first, y0, x0, cs, cf, threshold, vectors, floor, out
+    dx,
+    dy,
+    angle,
+    component,
+    hof,
+    relevance,
+    rows,
+    first,
+    y0,
+    x0,
+    cs,
+    cf,
+    threshold,
+    vectors,
+    floor,
+    out,
 ):
     """`spread_bin_relevance` for the cubes of one size (``cs`` grid cells per spatial cell),
     added into ``out`` (T, gh, gw).
 
     ``dx, dy, angle`` (T, gh, gw) float32: the vectors that fill the bins (HOF: the flow; MBH:
-    the gradient of ``component``) and ``arctan2(dy, dx)``. The cubes are sorted by start time
-    cell; those starting in time cell s are ``first[s]:first[s + 1]``, at grid cell (``y0``,
-    ``x0``). Per time cell: each voxel's two bins and weights (the arithmetic of
+    the gradient of ``component``) and ``arctan2(dy, dx)``. The cubes are ``relevance[rows]``,
+    sorted by start time cell; those starting in time cell s are ``first[s]:first[s + 1]``, at
+    grid cell (``y0``, ``x0``). Per time cell: each voxel's two bins and weights (the arithmetic of
     `orientation_bins`), H_ob (the cs × cs sums), A_ob (the relevance of the cubes that hold the
     cell), then every voxel of a non-empty bin gets A_ob · w_vb / H_ob from each cell o that
     holds it, and an empty bin's A_ob goes evenly over its cs·cs·cf voxels. With ``vectors``
@@ -971,11 +987,12 @@ def _spread_time_cells(
         for k in range(min(_TIME_CELLS, tc + 1)):
             for n in range(first[tc - k], first[tc - k + 1]):
                 f = k * _SPATIAL_CELLS * _SPATIAL_CELLS * nb
+                row = rows[n]
                 for i in range(_SPATIAL_CELLS):
                     for j in range(_SPATIAL_CELLS):
                         y, x = y0[n] + i * cs, x0[n] + j * cs
                         for b in range(nb):
-                            acc[y, x, b] += relevance[n, f]
+                            acc[y, x, b] += relevance[row, f]
                             f += 1
         # Round-off guard: H_ob is at least the largest single-cell bin, at most cs² times it.
         bin_floor = 1e-12 * max(hist.max(), 1e-300)

@@ -955,6 +955,8 @@ def _spread_time_cells(
     acc = np.empty((gh, gw, nb))
     even = np.empty((gh, gw))
     h = np.empty(nb)
+    gathered = np.empty((gh, gw, nb))
+    gathered_even = np.empty((gh, gw))
     voxels = np.empty((gh, gw))
     adjoint = np.empty((gh, gw))
     to_bins = np.float32(N_ORIENTATIONS / (2 * np.pi))
@@ -1010,18 +1012,27 @@ def _spread_time_cells(
                     else:
                         even[y, x] += acc[y, x, b] / (cs * cs * cf)
                         acc[y, x, b] = 0.0
-        # Every voxel gathers from the cs × cs cells that contain it (adjoint of the sums).
+        # Each grid cell gathers from the cs × cs cells that contain it (adjoint of the sums),
+        # then each of its voxels takes its bins' shares.
+        for y in range(gh):
+            for x in range(gw):
+                gathered[y, x, :] = 0.0
+                gathered_even[y, x] = 0.0
+                for oy in range(max(0, y - cs + 1), min(y, gh - cs) + 1):
+                    for ox in range(max(0, x - cs + 1), min(x, gw - cs) + 1):
+                        gathered_even[y, x] += even[oy, ox]
+                        for b in range(nb):
+                            gathered[y, x, b] += acc[oy, ox, b]
         for k in range(cf):
             for y in range(gh):
                 for x in range(gw):
                     lo = lower[k, y, x]
                     up = (lo + 1) & (N_ORIENTATIONS - 1) if lo < N_ORIENTATIONS else lo
-                    total = 0.0
-                    for oy in range(max(0, y - cs + 1), min(y, gh - cs) + 1):
-                        for ox in range(max(0, x - cs + 1), min(x, gw - cs) + 1):
-                            total += acc[oy, ox, lo] * w_lower[k, y, x] + even[oy, ox]
-                            total += acc[oy, ox, up] * w_upper[k, y, x]
-                    voxels[y, x] = total
+                    voxels[y, x] = (
+                        gathered[y, x, lo] * w_lower[k, y, x]
+                        + gathered[y, x, up] * w_upper[k, y, x]
+                        + gathered_even[y, x]
+                    )
             t = tc * cf + k
             if vectors:
                 _frame_gradient_relevance(component[t], voxels, floor, adjoint, out[t])

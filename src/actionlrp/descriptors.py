@@ -15,12 +15,11 @@ import dataclasses
 import itertools
 import os
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -28,7 +27,6 @@ from numba import njit
 from actionlrp.codec import MotionField, _Workspace, _workspace
 
 FEATURE_TYPES = ("hof", "mbhx", "mbhy")
-T = TypeVar("T")
 N_ORIENTATIONS = 8
 _SPATIAL_CELLS = 2
 _TIME_CELLS = 3
@@ -492,31 +490,6 @@ def _threads(n: int) -> ThreadPoolExecutor:
         pool = ThreadPoolExecutor(n, thread_name_prefix="actionlrp-describe")
         _THREADS.update(pid=os.getpid(), size=n, pool=pool)
     return _THREADS["pool"]
-
-
-def in_threads(tasks: list[Callable[[], T]]) -> list[T]:
-    """Run ``tasks`` (compiled or BLAS work that frees the GIL) on up to one thread per CPU,
-    this one included; their results, in order."""
-    results: list = [None] * len(tasks)
-    pending = iter(range(len(tasks)))
-    lock = threading.Lock()
-
-    def work() -> None:
-        while True:
-            with lock:
-                i = next(pending, None)
-            if i is None:
-                return
-            results[i] = tasks[i]()
-
-    n = min(_available_cpus(), len(tasks))
-    others = [_threads(n - 1).submit(work) for _ in range(n - 1)] if n > 1 else []
-    try:
-        work()
-    finally:
-        for done in others:
-            done.result()
-    return results
 
 
 def _feature_arrays(n: int, dims: dict[str, int]) -> dict[str, np.ndarray]:

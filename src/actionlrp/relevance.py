@@ -10,7 +10,6 @@ R(1) in `actionlrp.descriptors` (`spread_relevance`). This module chains them fo
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +17,6 @@ import numpy as np
 from actionlrp.codec import MotionField, _workspace
 from actionlrp.descriptors import (
     LocalDescriptors,
-    in_threads,
     spread_bin_relevance,
     spread_relevance,
     still_reference,
@@ -196,11 +194,10 @@ def _explain(model, field, descriptors, class_name, epsilon, fine, reference) ->
             )
             r2 = {f: r.sum(axis=1) for f, r in bins.items()}
             if fine:
-                tasks = {
-                    f: functools.partial(spread_bin_relevance, field, descriptors, r, f, params)
+                by_feature = {
+                    f: spread_bin_relevance(field, descriptors, r, f, params)
                     for f, r in bins.items()
                 }
-                by_feature = dict(zip(tasks, in_threads(list(tasks.values())), strict=True))
     else:
         r2, absorbed = encoder.relevance_epsilon(descriptors, r3, epsilon, psi=psi, live=live)
     if not fine:

@@ -288,15 +288,39 @@ def test_relevance_of_an_empty_bin_is_spread_over_its_cell():
     assert np.abs(r1).sum() == pytest.approx(2.0)
 
 
+def test_still_reference_hands_the_still_bin_to_the_vectors_that_moved():
+    from actionlrp.descriptors import spread_bin_relevance
+
+    flow = np.zeros((15, 4, 4, 2))
+    flow[:, 1, 1, 0] = 5.0  # two voxel columns move inside spatial cell (0, 0)
+    flow[:, 0, 1, 1] = 3.0
+    field = field_of(flow)
+    desc = describe(field)
+    r = np.zeros((1, 108))
+    r[0, (1 * 4 + 0) * 9 + 8] = -2.0  # the still bin of time cell 1, cell (0, 0)
+    # Measured from a motionless field, the stillness lost is that of the two moving voxels.
+    r1 = spread_bin_relevance(field, desc, r, "hof", reference="still")
+    assert r1.sum() == pytest.approx(-2.0)
+    assert np.allclose(r1[5:10, 1, 1], -0.2) and np.allclose(r1[5:10, 0, 1], -0.2)
+    assert np.count_nonzero(r1) == 10
+    # Without the reference the bin's relevance goes to the two still voxels that filled it.
+    r1 = spread_bin_relevance(field, desc, r, "hof")
+    assert np.allclose(r1[5:10, 0, 0], -0.2) and np.allclose(r1[5:10, 1, 0], -0.2)
+    assert r1[5:10, 1, 1].sum() == 0.0
+    with pytest.raises(ValueError, match="reference"):
+        spread_bin_relevance(field, desc, r, "hof", reference="zero")
+
+
 @pytest.mark.parametrize("feature", ["hof", "mbhx", "mbhy"])
 @pytest.mark.parametrize("params", [DescriptorParams(), DescriptorParams(cube_px=(32, 48))])
-def test_bin_relevance_conserves_on_a_random_field(feature, params):
+@pytest.mark.parametrize("reference", [None, "still"])
+def test_bin_relevance_conserves_on_a_random_field(feature, params, reference):
     from actionlrp.descriptors import spread_bin_relevance
 
     field = _random_field(t=33, gh=13, gw=15)
     desc = describe(field, params)
     r = np.random.default_rng(2).normal(size=(len(desc), params.dims()[feature]))
-    r1 = spread_bin_relevance(field, desc, r, feature, params)
+    r1 = spread_bin_relevance(field, desc, r, feature, params, reference=reference)
     assert r1.shape == field.grid_shape
     assert r1.sum() == pytest.approx(r.sum(), rel=1e-9)
     # Voxels that no cube covers get nothing (frames past the last whole time cell).

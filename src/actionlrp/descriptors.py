@@ -784,6 +784,7 @@ def spread_bin_relevance(
     feature: str,
     params: DescriptorParams | None = None,
     vectors: bool = True,
+    reference: str | None = None,
 ) -> np.ndarray:
     """Hand the relevance of each histogram bin of each descriptor to the vectors that filled it.
 
@@ -817,6 +818,12 @@ def spread_bin_relevance(
     vectors : bool
         MBH only: carry the relevance through the gradient layer to the flow vectors (True) or
         leave it on the gradient voxels that filled the bins (False).
+    reference : {None, "still"}
+        ``"still"``: the bins' relevance was measured from a motionless field
+        (`FisherEncoder.dimension_relevance` with `still_reference`), so each voxel's
+        contribution is too: ``w_vb − w⁰_vb``, with ``w⁰`` what it gives when it does not move.
+        Only HOF's still bin changes: a still voxel gives it nothing, a moving one −threshold
+        (the stillness it took away), so a change of stillness goes to the vectors that moved.
 
     Returns
     -------
@@ -826,6 +833,8 @@ def spread_bin_relevance(
     params = params or DescriptorParams()
     if feature not in FEATURE_TYPES:
         raise ValueError(f"feature must be one of {FEATURE_TYPES}, got {feature!r}")
+    if reference not in (None, "still"):
+        raise ValueError(f"reference must be None or 'still', got {reference!r}")
     relevance = np.ascontiguousarray(relevance, np.float64)
     if relevance.shape != (len(desc), params.dims()[feature]):
         raise ValueError(
@@ -841,6 +850,7 @@ def spread_bin_relevance(
             feature,
             dataclasses.replace(params, max_width=None),
             vectors,
+            reference,
         )
         return _upsample(coarse, factor, field_.grid_shape)
     t, gh, gw = field_.grid_shape
@@ -881,6 +891,7 @@ def spread_bin_relevance(
                 int(cs),
                 cf,
                 float(params.still_threshold),
+                float(params.still_threshold) if reference == "still" else 0.0,
                 vectors and not hof and gh >= 2 and gw >= 2,
                 floor,
                 out,
@@ -903,6 +914,7 @@ def _spread_time_cells(
     cs,
     cf,
     threshold,
+    root_still,
     vectors,
     floor,
     out,
@@ -924,6 +936,7 @@ def _spread_time_cells(
     lower = np.empty((cf, gh, gw), np.int64)
     w_lower = np.empty((cf, gh, gw))
     w_upper = np.empty((cf, gh, gw))
+    w_extra = np.empty((cf, gh, gw))
     hist = np.empty((gh, gw, nb))
     acc = np.empty((gh, gw, nb))
     even = np.empty((gh, gw))
@@ -947,16 +960,21 @@ def _spread_time_cells(
                     position = position + full_turn if position < 0 else position
                     base = np.floor(position)
                     lo = np.int64(base) & (N_ORIENTATIONS - 1)  # it may round up to 8.0
+                    extra = 0.0  # a moving voxel's share of the still bin, from the root
                     if hof and magnitude_sq < still * still:
-                        lo, wl, wu = N_ORIENTATIONS, still, np.float32(0.0)
+                        lo, wl, wu = N_ORIENTATIONS, np.float64(still) - root_still, 0.0
                     else:
                         magnitude = np.sqrt(magnitude_sq)
                         wu = magnitude * (position - base)
                         wl = magnitude - wu
+                        extra = -root_still
                     lower[k, y, x], w_lower[k, y, x], w_upper[k, y, x] = lo, wl, wu
+                    w_extra[k, y, x] = extra
                     hist[y, x, lo] += wl
                     if lo < N_ORIENTATIONS:
                         hist[y, x, (lo + 1) & (N_ORIENTATIONS - 1)] += wu
+                        if hof:
+                            hist[y, x, N_ORIENTATIONS] += extra
         # A_ob: the relevance of the cubes whose k-th time cell is tc, on their 2 × 2 cells
         acc[:] = 0.0
         for k in range(min(_TIME_CELLS, tc + 1)):
@@ -970,7 +988,7 @@ def _spread_time_cells(
                             acc[y, x, b] += relevance[row, f]
                             f += 1
         # Round-off guard: H_ob is at least the largest single-cell bin, at most cs² times it.
-        bin_floor = 1e-12 * max(hist.max(), 1e-300)
+        bin_floor = 1e-12 * max(np.abs(hist).max(), 1e-300)
         even[:] = 0.0
         for y in range(gh - cs + 1):
             for x in range(gw - cs + 1):
@@ -980,7 +998,7 @@ def _spread_time_cells(
                         for b in range(nb):
                             h[b] += hist[oy, ox, b]
                 for b in range(nb):
-                    if h[b] > bin_floor:
+                    if abs(h[b]) > bin_floor:
                         acc[y, x, b] /= h[b]
                     else:
                         even[y, x] += acc[y, x, b] / (cs * cs * cf)
@@ -1006,6 +1024,8 @@ def _spread_time_cells(
                         + gathered[y, x, up] * w_upper[k, y, x]
                         + gathered_even[y, x]
                     )
+                    if hof:
+                        voxels[y, x] += gathered[y, x, N_ORIENTATIONS] * w_extra[k, y, x]
             t = tc * cf + k
             if vectors:
                 _frame_gradient_relevance(component[t], voxels, floor, adjoint, out[t])

@@ -753,136 +753,129 @@ class FisherEncoder(BaseEstimator):
         n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
         if out is None:
             out = {f: np.empty((n, self.input_dims_[f])) for f in self.blocks_}
+        index = None
         if reference is None:
             a = self._stabilised_weights(r3, epsilon, psi, live)
-            r2 = {}
-            with _workspace() as work:
-                for f in self.blocks_:
-                    r2[f] = self._input_block(desc, f, a[self.blocks_[f]], n, epsilon, out[f], work)
-            return r2, float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
-        index = np.zeros(n, np.intp) if reference_index is None else reference_index
-        index = np.asarray(index, np.intp)
-        share = np.bincount(index, minlength=len(reference)) / n
-        rows = [_row(reference, s) for s in range(len(reference))]
-        # Ψ⁰ = Σ_l z⁰_l: each reference's Ψ (as a one-descriptor clip) × its share of N
-        psi_ref = np.concatenate(
-            [
-                sum(w * self._psi_block(row, f, 1) for w, row in zip(share, rows, strict=True))
-                for f in self.feature_types
-            ]
-        )
-        a = self._stabilised_weights(r3, epsilon, psi - psi_ref, live)
-        r2, origins = {}, {}
-        for f in self.blocks_:
-            a_f = a[self.blocks_[f]]
-            ref_rows = self._dimension_block(reference, f, a_f, n)
-            r2[f] = self._dimension_block(desc, f, a_f, n) - ref_rows[index]
-            origins[f] = np.asarray(reference.features[f], np.float64)[index]
-        for f in r2:
-            if f in self.pca_components_:
-                r2[f] = self._through_pca(desc, f, r2[f], epsilon, origins[f])
-            out[f][...] = r2[f]
-            r2[f] = out[f]
-        absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
-        return r2, absorbed
+        else:
+            index = np.zeros(n, np.intp) if reference_index is None else reference_index
+            index = np.asarray(index, np.intp)
+            share = np.bincount(index, minlength=len(reference)) / n
+            rows = [_row(reference, s) for s in range(len(reference))]
+            # Ψ⁰ = Σ_l z⁰_l: each reference's Ψ (as a one-descriptor clip) × its share of N
+            psi_ref = np.concatenate(
+                [
+                    sum(w * self._psi_block(row, f, 1) for w, row in zip(share, rows, strict=True))
+                    for f in self.feature_types
+                ]
+            )
+            a = self._stabilised_weights(r3, epsilon, psi - psi_ref, live)
+        r2 = {}
+        with _workspace() as work:
+            for f in self.blocks_:
+                a_f = a[self.blocks_[f]]
+                r2[f] = self._input_block(desc, f, a_f, n, epsilon, out[f], work, reference, index)
+        return r2, float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
 
     def _input_block(
-        self, desc: LocalDescriptors, f: str, a: np.ndarray, n: int, epsilon: float, out, work
+        self,
+        desc: LocalDescriptors,
+        f: str,
+        a: np.ndarray,
+        n: int,
+        epsilon: float,
+        out: np.ndarray,
+        work: _Workspace,
+        reference: LocalDescriptors | None = None,
+        index: np.ndarray | None = None,
     ) -> np.ndarray:
-        """`dimension_relevance` of one feature type without a reference, into ``out``: the
-        FV layer, then the PCA layer, block by block in ``work``'s scratch arrays."""
+        """`dimension_relevance` of one feature type into ``out``: the FV layer, then the PCA
+        layer, block by block in ``work``'s scratch arrays."""
         d = self.dims_[f]
         pqc = np.concatenate(self._relevance_terms(f, a, n), axis=1)  # (K, 3d)
         chunks = list(self._chunks(desc, f))
         pca = f in self.pca_components_
+        if reference is None:
+            index = np.zeros(n, np.intp)
+            ref_value, ref_stacked = np.zeros((1, d)), np.zeros((1, 2 * d))
+            origins = self.pca_mean_[f][None, :] if pca else None
+        else:
+            # R(2) of the reference rows themselves, z⁰ in the same terms
+            ((gamma0, ref_stacked),) = self._compute_chunks(reference, f)
+            g0 = gamma0 @ pqc
+            ref_value = ref_stacked[:, :d] * g0[:, :d] + ref_stacked[:, d:] * g0[:, d : 2 * d]
+            ref_value += g0[:, 2 * d :]
+            origins = np.asarray(reference.features[f], np.float64)
         if pca:
             components = self.pca_components_[f]
-            centre = self._derived[f].offset - self.pca_mean_[f] @ components.T
-            rows = min(n, CHUNK_ROWS)
-            scratch = work.array("fv x′", (rows, d), np.float64)
+            if reference is None:  # x′ = W (x − m): the centred x′ plus the mixture's centre
+                shift = (self._derived[f].offset - self.pca_mean_[f] @ components.T)[None, :]
+            else:  # W (x − x⁰) = centred x′ − centred x⁰′
+                shift = -ref_stacked[:, :d]
             total = 0.0
-            for _, stacked in chunks:  # ε′ = ε × the clip's mean |x′|, x′ = W (x − m)
-                projected = scratch[: len(stacked)]
-                np.add(stacked[:, :d], centre, out=projected)
-                total += float(np.abs(projected, out=projected).sum())
+            start = 0
+            for _, stacked in chunks:  # ε′ = ε × the clip's mean |W (x − origin)|
+                total += _abs_sum(stacked, shift, index[start : start + len(stacked)])
+                start += len(stacked)
             eps_abs = float(epsilon) * total / (n * d)
         start = 0
         for gamma, stacked in chunks:
             stop = start + len(gamma)
+            rows = index[start:stop]
             g = np.matmul(gamma, pqc, out=work.array("fv g", (len(gamma), 3 * d), np.float64))
             if pca:
-                # R_lj = (x_lj − m_j) Σ_i W_ij R(2)_li / (x′_li + ε′ sign x′_li)
+                # R_lj = (x_lj − o_j) Σ_i W_ij R(2)_li / (x′_li + ε′ sign x′_li), o the origin
                 ratio = work.array("fv ratio", (len(gamma), d), np.float64)
-                _pca_ratio(stacked, g, centre, eps_abs, ratio)
+                _pca_ratio(stacked, g, ref_value, shift, rows, eps_abs, ratio)
                 block = np.matmul(ratio, components, out=out[start:stop])
-                _times_deviation(block, desc.features[f][start:stop], self.pca_mean_[f])
+                _times_deviation(block, desc.features[f][start:stop], origins, rows)
             else:
-                # R(2)_li = x_li (Γ P)_li + x_li² (Γ Q)_li + (Γ C)_li (DESIGN §5)
-                r = out[start:stop]
-                np.multiply(stacked[:, :d], g[:, :d], out=r)
-                r += stacked[:, d:] * g[:, d : 2 * d]
-                r += g[:, 2 * d :]
+                _pca_ratio(stacked, g, ref_value, np.zeros((1, d)), rows, -1.0, out[start:stop])
             start = stop
         return out
-
-    def _dimension_block(self, desc: LocalDescriptors, f: str, a: np.ndarray, n: int) -> np.ndarray:
-        d = self.dims_[f]
-        pqc = np.concatenate(self._relevance_terms(f, a, n), axis=1)  # (K, 3d)
-        out = np.empty((n, d))
-        start = 0
-        for gamma, stacked in self._chunks(desc, f):
-            g = gamma @ pqc
-            stop = start + len(gamma)
-            np.multiply(stacked[:, :d], g[:, :d], out=out[start:stop])
-            out[start:stop] += stacked[:, d:] * g[:, d : 2 * d]
-            out[start:stop] += g[:, 2 * d :]
-            start = stop
-        return out
-
-    def _through_pca(
-        self,
-        desc: LocalDescriptors,
-        f: str,
-        r_pca: np.ndarray,
-        epsilon: float,
-        origin: np.ndarray,
-    ) -> np.ndarray:
-        """R(2) on the PCA dimensions → on the input dimensions (ε-rule of a linear layer),
-        decomposed around ``origin`` (N, d_in) (`_input_block` does it around the PCA mean)."""
-        components = self.pca_components_[f]
-        x = np.asarray(desc.features[f], np.float64) - origin  # (N, d_in)
-        projected = x @ components.T  # x′, (N, d)
-        eps_abs = float(epsilon) * float(np.mean(np.abs(projected)))
-        denominator = projected + eps_abs * np.where(projected >= 0, 1.0, -1.0)
-        ratio = np.divide(r_pca, denominator, out=np.zeros_like(r_pca), where=denominator != 0)
-        # R_lj = (x_lj − m_j) Σ_i W_ij R_li / (x′_li + ε′ sign x′_li), m the origin
-        x *= ratio @ components
-        return x
 
 
 @njit(cache=True, nogil=True)
-def _pca_ratio(stacked, g, centre, eps_abs, out):
-    """R(2)_li / (x′_li + ε′ sign x′_li) into ``out`` (n, d), 0 where the denominator is 0.
+def _pca_ratio(stacked, g, ref_value, shift, index, eps_abs, out):
+    """R(2)_li, divided by the PCA layer's stabilised input unless ``eps_abs`` < 0, into
+    ``out`` (n, d); 0 where the denominator is 0.
 
-    ``stacked`` (n, 2d): [x − c, (x − c)²] in PCA space (c: ``centre``); ``g`` (n, 3d): Γ [P Q C],
-    so R(2)_li = (x − c)_li (Γ P)_li + (x − c)_li² (Γ Q)_li + (Γ C)_li (DESIGN §5)."""
+    ``stacked`` (n, 2d): [x − c, (x − c)²] in PCA space (c: the mixture's centre); ``g``
+    (n, 3d): Γ [P Q C], so R(2)_li = (x − c)_li (Γ P)_li + (x − c)_li² (Γ Q)_li + (Γ C)_li −
+    ``ref_value``[s] (DESIGN §5), s = ``index``_l the row of the root; the denominator is
+    (x − c)_li + ``shift``[s, i] + ε′ sign(·)."""
     n, d = out.shape
     for row in range(n):
+        s = index[row]
         for i in range(d):
             x = stacked[row, i]
             value = x * g[row, i] + stacked[row, d + i] * g[row, d + i] + g[row, 2 * d + i]
-            denominator = x + centre[i]
+            value -= ref_value[s, i]
+            if eps_abs < 0:
+                out[row, i] = value
+                continue
+            denominator = x + shift[s, i]
             denominator += eps_abs if denominator >= 0 else -eps_abs
             out[row, i] = value / denominator if denominator != 0 else 0.0
 
 
 @njit(cache=True, nogil=True)
-def _times_deviation(block, x, mean):
-    """``block`` (n, d_in) *= x − mean, x float32 (n, d_in)."""
+def _abs_sum(stacked, shift, index):
+    """Σ |(x − c)_li + shift[index_l, i]| over a block (see `_pca_ratio`)."""
+    total = 0.0
+    for row in range(stacked.shape[0]):
+        for i in range(shift.shape[1]):
+            total += abs(stacked[row, i] + shift[index[row], i])
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _times_deviation(block, x, origins, index):
+    """``block`` (n, d_in) *= x − origins[index], x float32 (n, d_in)."""
     n, d = block.shape
     for row in range(n):
+        origin = origins[index[row]]
         for j in range(d):
-            block[row, j] *= np.float64(x[row, j]) - mean[j]
+            block[row, j] *= np.float64(x[row, j]) - origin[j]
 
 
 def _row(desc: LocalDescriptors, i: int) -> LocalDescriptors:

@@ -151,7 +151,9 @@ def explain(
         z_ld. ``"still"``: in proportion to how far its contribution is from that of a
         motionless cube (`FisherEncoder.dimension_relevance` with `still_reference`), so cubes
         where nothing moves get no relevance; as ε → 0 everything is passed on but the R(3) of
-        dimensions that no cube moves from the reference.
+        dimensions that no cube moves from the reference. With ``fine`` the histogram layer is
+        taken from the same root (`spread_bin_relevance`): a change of HOF's still bin goes to
+        the vectors that moved.
     """
     if reference not in (None, "still"):
         raise ValueError(f"reference must be None or 'still', got {reference!r}")
@@ -195,7 +197,7 @@ def _explain(model, field, descriptors, class_name, epsilon, fine, reference) ->
             r2 = {f: r.sum(axis=1) for f, r in bins.items()}
             if fine:
                 by_feature = {
-                    f: spread_bin_relevance(field, descriptors, r, f, params)
+                    f: spread_bin_relevance(field, descriptors, r, f, params, reference=reference)
                     for f, r in bins.items()
                 }
     else:

@@ -123,3 +123,26 @@ def test_usage_error_exits_2():
     result = run("motion")
     assert result.returncode == 2
     assert "usage" in result.stderr
+
+
+_EXPLAIN = ["explain", "v.mp4", "--model", "m", "--out", "o"]
+_DATASET = ["explain-dataset", "d", "--model", "m", "--out", "o"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (_EXPLAIN, None),  # the paper's rule
+        ([*_EXPLAIN, "--fine"], "still"),
+        ([*_EXPLAIN, "--fine", "--reference", "none"], None),
+        (_DATASET, "still"),
+        ([*_DATASET, "--uniform"], None),
+        ([*_DATASET, "--uniform", "--reference", "still"], "still"),
+    ],
+)
+def test_the_fine_rule_is_rooted_in_no_motion_unless_told_otherwise(argv, expected):
+    from actionlrp.cli import _reference, build_parser
+
+    args = build_parser().parse_args(argv)
+    fine = args.fine if argv[0] == "explain" else not args.uniform
+    assert _reference(args, fine) == expected

@@ -153,6 +153,7 @@ def test_explain_dataset_writes_one_report_with_localisation_scores(explained, t
     printed = json.loads(result.stdout)
     assert printed["n_clips"] == 2 and printed["n_failed"] == 0
     summary = json.loads((tmp_path / "ds" / "summary.json").read_text())
+    assert summary["rule"] == {"epsilon": 1.0, "fine": True, "reference": "still"}  # defaults
     assert set(summary["feature_shares"]) == {"pushups", "walk"}
     for row in summary["clips"]:
         assert 0.0 <= row["mass_on_actor"] <= row["mass_near_actor"] <= 1.0
@@ -160,5 +161,6 @@ def test_explain_dataset_writes_one_report_with_localisation_scores(explained, t
         assert 0.0 <= row["top_frames_in_interval"] <= 1.0
     page = (tmp_path / "ds" / "report.html").read_text()
     assert "feature shares by class" in page and "data:image/png;base64," in page
+    assert "fine rule), measured from no motion" in page
     reports = [row["report"] for row in summary["clips"] if "report" in row]
     assert reports and all((tmp_path / "ds" / r).is_file() for r in reports)

@@ -228,7 +228,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = ActionModel.load(args.model)
     e, report = explain_video(
-        args.video, model, args.out, args.cls, args.epsilon, args.fine, args.reference
+        args.video, model, args.out, args.cls, args.epsilon, args.fine, _reference(args, args.fine)
     )
     result = summary(e)
     result.pop("frame_relevance")
@@ -255,7 +255,7 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
         fine=not args.uniform,
         reports=args.reports,
         progress=not args.json and sys.stderr.isatty(),
-        reference=args.reference,
+        reference=_reference(args, not args.uniform),
     )
     data = json.loads((Path(args.out) / "summary.json").read_text())
     _report_failures(data["failed"])
@@ -282,11 +282,18 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
 def _add_reference_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reference",
-        choices=["still"],
+        choices=["still", "none"],
         default=None,
-        help="share relevance by each cube's deviation from a motionless one (default: the "
-        "paper's ε-rule)",
+        help="root of the relevance: 'still' shares it by each cube's (and vector's) deviation "
+        "from no motion, 'none' is the paper's ε-rule (default: still for the fine rule, none "
+        "for the paper's)",
     )
+
+
+def _reference(args: argparse.Namespace, fine: bool) -> str | None:
+    if args.reference is None:
+        return "still" if fine else None
+    return None if args.reference == "none" else args.reference
 
 
 def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:

@@ -107,52 +107,62 @@ def test_unknown_class_is_refused(setup):
 # Finer than the paper: R(2) per histogram bin, then to the vectors that filled each bin
 
 
-def _direct_dimension_relevance(encoder, desc, r3, epsilon, live):
+def _direct_dimension_relevance(encoder, desc, r3, epsilon, live, reference=None, index=None):
     """R(2)_li from the z_ld of DESIGN §3, descriptor by descriptor; with PCA, R(2) on the PCA
-    dimensions, then the ε-rule of the linear layer written out per descriptor and input bin."""
-    if encoder.pca_components_:
-        projected = LocalDescriptors(
-            {
-                f: (x - encoder.pca_mean_[f]) @ encoder.pca_components_[f].T
-                for f, x in desc.features.items()
-            },
-            desc.boxes,
-        )
-        on_pca = _direct_dimension_relevance_no_pca(encoder, desc, projected, r3, epsilon, live)
-        out = {}
-        for f, r in on_pca.items():
-            w, x = encoder.pca_components_[f], desc.features[f].astype(np.float64)
-            xp = projected.features[f]
-            eps_abs = epsilon * np.mean(np.abs(xp))
-            out[f] = np.zeros_like(x)
-            for lo in range(len(desc)):
-                for i in range(w.shape[0]):
-                    share = r[lo, i] / (xp[lo, i] + eps_abs * (1.0 if xp[lo, i] >= 0 else -1.0))
-                    out[f][lo] += (x[lo] - encoder.pca_mean_[f]) * w[i] * share
-        return out
-    return _direct_dimension_relevance_no_pca(encoder, desc, desc, r3, epsilon, live)
-
-
-def _direct_dimension_relevance_no_pca(encoder, desc, encoded, r3, epsilon, live):
+    dimensions, then the ε-rule of the linear layer written out per descriptor and input bin.
+    With ``reference`` (rows x⁰, ``index`` the row of each descriptor) every layer is taken
+    from x⁰: z_ld − z⁰_ld over Ψ_d − Ψ⁰_d, and the PCA layer around x⁰."""
+    n = len(desc)
     psi = encoder.encode(desc).psi
+    if reference is not None:
+        roots = LocalDescriptors(
+            {f: x[index] for f, x in reference.features.items()}, reference.boxes[index]
+        )
+        psi = psi - encoder.encode(roots).psi  # Ψ⁰: the clip with every descriptor at its root
     eps_abs = epsilon * np.mean(np.abs(psi))
-    denominator = psi + eps_abs * np.where(psi >= 0, 1.0, -1.0)
-    a = np.where(live, r3 / denominator, 0.0)
-    n, out = len(desc), {}
-    for f, block in encoder.blocks_.items():
-        x = encoded.features[f].astype(np.float64)
-        mu, sigma, pi = encoder.means_[f], encoder.sigmas_[f], encoder.weights_[f]
-        k, d = mu.shape
-        gamma = encoder.soft_assignments(desc, f)
-        am, av = a[block][: k * d].reshape(k, d), a[block][k * d :].reshape(k, d)
-        r = np.zeros((n, d))
+    a = np.where(live, r3 / (psi + eps_abs * np.where(psi >= 0, 1.0, -1.0)), 0.0)
+    pca = bool(encoder.pca_components_)
+    out = {}
+    for f in encoder.blocks_:
+        w = encoder.pca_components_[f] if pca else None
+        x = desc.features[f].astype(np.float64)
+        origin = (
+            roots.features[f].astype(np.float64)
+            if reference is not None
+            else np.broadcast_to(encoder.pca_mean_[f] if pca else 0.0, x.shape)
+        )
+        r = _fv_terms(encoder, f, desc, x, a, n, w)
+        if reference is not None:
+            r = r - _fv_terms(encoder, f, roots, roots.features[f].astype(np.float64), a, n, w)
+        if not pca:
+            out[f] = r
+            continue
+        xp = (x - origin) @ w.T
+        eps_pca = epsilon * np.mean(np.abs(xp))
+        out[f] = np.zeros_like(x)
         for lo in range(n):
-            u = (x[lo] - mu) / sigma  # (K, d)
-            z_mean = gamma[lo][:, None] * u / (n * np.sqrt(pi)[:, None])
-            z_var = gamma[lo][:, None] * (u**2 - 1) / (n * np.sqrt(2 * pi)[:, None])
-            r[lo] = (z_mean * am + z_var * av).sum(axis=0)
-        out[f] = r
+            for i in range(w.shape[0]):
+                share = r[lo, i] / (xp[lo, i] + eps_pca * (1.0 if xp[lo, i] >= 0 else -1.0))
+                out[f][lo] += (x[lo] - origin[lo]) * w[i] * share
     return out
+
+
+def _fv_terms(encoder, f, desc, x, a, n, w):
+    """Σ_k of the z_lkd a_kd terms of each encoded dimension, per descriptor (DESIGN §3, §5)."""
+    if w is not None:
+        x = (x - encoder.pca_mean_[f]) @ w.T
+    mu, sigma, pi = encoder.means_[f], encoder.sigmas_[f], encoder.weights_[f]
+    k, d = mu.shape
+    gamma = encoder.soft_assignments(desc, f)
+    block = a[encoder.blocks_[f]]
+    am, av = block[: k * d].reshape(k, d), block[k * d :].reshape(k, d)
+    r = np.zeros((len(x), d))
+    for lo in range(len(x)):
+        u = (x[lo] - mu) / sigma  # (K, d)
+        z_mean = gamma[lo][:, None] * u / (n * np.sqrt(pi)[:, None])
+        z_var = gamma[lo][:, None] * (u**2 - 1) / (n * np.sqrt(2 * pi)[:, None])
+        r[lo] = (z_mean * am + z_var * av).sum(axis=0)
+    return r
 
 
 def test_bin_relevance_equals_a_direct_per_descriptor_computation(setup):
@@ -189,6 +199,30 @@ def test_bin_relevance_through_pca_equals_a_direct_computation(setup):
         assert bins[f] is out[f]
         assert np.allclose(bins[f], direct[f], rtol=1e-6, atol=1e-12)
     assert absorbed == pytest.approx(r3.sum() - sum(d.sum() for d in direct.values()), abs=1e-9)
+
+
+def test_bin_relevance_from_the_still_reference_equals_a_direct_computation(setup):
+    from actionlrp.descriptors import still_reference
+
+    model, fields, descs, labels = setup
+    pca_model = ActionModel(n_components=4, pca_dims=12, max_samples=5000, n_jobs=1, progress=False)
+    pca_model.fit_descriptors(descs, labels)
+    for m in (model, pca_model):
+        encoder, clf = m.encoder_, m.classifier_
+        rows = np.r_[0:15, len(descs[0]) - 15 : len(descs[0])]  # moving and still cubes
+        features = {f: v[rows] for f, v in descs[0].features.items()}
+        desc = LocalDescriptors(features, descs[0].boxes[rows])
+        reference, index = still_reference(fields[0], desc, m.params_)
+        fv = encoder.encode(desc)
+        live = np.abs(fv.psi) > 0
+        r3 = relevance_fv(fv.phi, clf.coef_[0], clf.intercept_[0], live)
+        bins, absorbed = encoder.dimension_relevance(
+            desc, r3, 0.5, psi=fv.psi, live=live, reference=reference, reference_index=index
+        )
+        direct = _direct_dimension_relevance(encoder, desc, r3, 0.5, live, reference, index)
+        for f in bins:
+            assert np.allclose(bins[f], direct[f], rtol=1e-6, atol=1e-12)
+        assert absorbed == pytest.approx(r3.sum() - sum(d.sum() for d in direct.values()), abs=1e-9)
 
 
 def test_bin_relevance_through_pca_conserves_as_epsilon_goes_to_zero(setup):

@@ -825,24 +825,25 @@ class FisherEncoder(BaseEstimator):
             if pca:
                 # R_lj = (x_lj − o_j) Σ_i W_ij R(2)_li / (x′_li + ε′ sign x′_li), o the origin
                 ratio = work.array("fv ratio", (len(gamma), d), np.float64)
-                _pca_ratio(stacked, g, ref_value, shift, rows, eps_abs, ratio)
+                _dimension_terms(stacked, g, ref_value, rows, True, shift, eps_abs, ratio)
                 block = np.matmul(ratio, components, out=out[start:stop])
                 _times_deviation(block, desc.features[f][start:stop], origins, rows)
             else:
-                _pca_ratio(stacked, g, ref_value, np.zeros((1, d)), rows, -1.0, out[start:stop])
+                r = out[start:stop]
+                _dimension_terms(stacked, g, ref_value, rows, False, ref_value, 0.0, r)
             start = stop
         return out
 
 
 @njit(cache=True, nogil=True)
-def _pca_ratio(stacked, g, ref_value, shift, index, eps_abs, out):
-    """R(2)_li, divided by the PCA layer's stabilised input unless ``eps_abs`` < 0, into
-    ``out`` (n, d); 0 where the denominator is 0.
+def _dimension_terms(stacked, g, ref_value, index, divide, shift, eps_abs, out):
+    """R(2)_li of a block of descriptors into ``out`` (n, d); with ``divide``, over the PCA
+    layer's stabilised input instead (0 where that is 0).
 
-    ``stacked`` (n, 2d): [x − c, (x − c)²] in PCA space (c: the mixture's centre); ``g``
+    ``stacked`` (n, 2d): [x − c, (x − c)²] in the encoded space (c: the mixture's centre); ``g``
     (n, 3d): Γ [P Q C], so R(2)_li = (x − c)_li (Γ P)_li + (x − c)_li² (Γ Q)_li + (Γ C)_li −
-    ``ref_value``[s] (DESIGN §5), s = ``index``_l the row of the root; the denominator is
-    (x − c)_li + ``shift``[s, i] + ε′ sign(·)."""
+    ``ref_value``[s] (DESIGN §5), s = ``index``_l the row of the root; the PCA layer's input is
+    (x − c)_li + ``shift``[s, i], stabilised by ε′ = ``eps_abs`` sign(·)."""
     n, d = out.shape
     for row in range(n):
         s = index[row]
@@ -850,7 +851,7 @@ def _pca_ratio(stacked, g, ref_value, shift, index, eps_abs, out):
             x = stacked[row, i]
             value = x * g[row, i] + stacked[row, d + i] * g[row, d + i] + g[row, 2 * d + i]
             value -= ref_value[s, i]
-            if eps_abs < 0:
+            if not divide:
                 out[row, i] = value
                 continue
             denominator = x + shift[s, i]
@@ -860,7 +861,7 @@ def _pca_ratio(stacked, g, ref_value, shift, index, eps_abs, out):
 
 @njit(cache=True, nogil=True)
 def _abs_sum(stacked, shift, index):
-    """Σ |(x − c)_li + shift[index_l, i]| over a block (see `_pca_ratio`)."""
+    """Σ |(x − c)_li + shift[index_l, i]| over a block (see `_dimension_terms`)."""
     total = 0.0
     for row in range(stacked.shape[0]):
         for i in range(shift.shape[1]):

@@ -176,9 +176,7 @@ def _explain(model, field, descriptors, class_name, epsilon, fine, reference) ->
         raise ValueError(f"class {class_name!r} is not one of the model's: {', '.join(classes)}")
     r3 = relevance_fv(phi, classifier.coef_[index], classifier.intercept_[index], live)
     if fine or reference is not None:
-        ref, ref_index = (
-            still_reference(field, descriptors, model.params_) if reference else (None, None)
-        )
+        ref, ref_index = still_reference(field, descriptors, params) if reference else (None, None)
         with _workspace() as work:  # R(2) per bin is only passed on: scratch arrays will do
             scratch = {
                 f: work.array(f"bins {f}", (len(descriptors), d), np.float64)

@@ -517,3 +517,17 @@ def test_memory_does_not_grow_beyond_the_field(clip_dir):
     # The field itself is gh·gw·2 float32 per frame; the working arrays stay within a small
     # multiple of it per frame (no decoded picture is kept).
     assert per_frame < 8 * field.flow[0].nbytes, (per_frame, field.flow[0].nbytes)
+
+
+def test_workspace_keeps_its_smallest_arrays_up_to_a_total():
+    from actionlrp.codec import _Workspace
+
+    work = _Workspace()
+    small = work.array("small", (1000,))
+    huge = work.array("huge", (5 << 20,))  # 20 MB: over keep_bytes
+    blocks = [work.array(f"block {i}", (4 << 20,)) for i in range(5)]  # 16 MB each
+    work.trim()
+    assert np.shares_memory(small, work.array("small", (1000,)))
+    kept = [np.shares_memory(b, work.array(f"block {i}", (4 << 20,))) for i, b in enumerate(blocks)]
+    assert sum(kept) == 3  # 3 × 16 MB + the small one ≤ 64 MB; a fourth would not fit
+    assert not np.shares_memory(huge, work.array("huge", (10,)))  # dropped: handed out afresh

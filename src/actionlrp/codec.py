@@ -241,8 +241,10 @@ class _Workspace:
     than the arithmetic done in it. `_workspace` lends one to a thread for a while.
     """
 
-    #: Arrays larger than this are not kept once the workspace is handed back.
+    #: Arrays larger than this are not kept once the workspace is handed back, nor more than
+    #: ``keep_total`` bytes of them (the smallest are kept).
     keep_bytes = 16 << 20
+    keep_total = 64 << 20
 
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}
@@ -257,8 +259,14 @@ class _Workspace:
         return buffer[:size].reshape(shape)
 
     def trim(self) -> None:
-        """Drop the large arrays."""
-        self._buffers = {k: v for k, v in self._buffers.items() if v.nbytes <= self.keep_bytes}
+        """Drop the large arrays, and the largest ones beyond ``keep_total`` bytes in all."""
+        kept, total = {}, 0
+        for name, buffer in sorted(self._buffers.items(), key=lambda item: item[1].nbytes):
+            if buffer.nbytes > self.keep_bytes or total + buffer.nbytes > self.keep_total:
+                break
+            kept[name] = buffer
+            total += buffer.nbytes
+        self._buffers = kept
 
 
 _IDLE_WORKSPACES: list[_Workspace] = []

@@ -792,7 +792,6 @@ class FisherEncoder(BaseEstimator):
         layer, block by block in ``work``'s scratch arrays."""
         d = self.dims_[f]
         pqc = np.concatenate(self._relevance_terms(f, a, n), axis=1)  # (K, 3d)
-        chunks = list(self._chunks(desc, f))
         pca = f in self.pca_components_
         if reference is None:
             index = np.zeros(n, np.intp)
@@ -813,12 +812,14 @@ class FisherEncoder(BaseEstimator):
                 shift = -ref_stacked[:, :d]
             total = 0.0
             start = 0
-            for _, stacked in chunks:  # ε′ = ε × the clip's mean |W (x − origin)|
+            # ε′ = ε × the clip's mean |W (x − origin)|; two passes over the blocks, which are
+            # kept (`reusing_assignments`) or, for a clip too long to keep, computed again
+            for _, stacked in self._chunks(desc, f):
                 total += _abs_sum(stacked, shift, index[start : start + len(stacked)])
                 start += len(stacked)
             eps_abs = float(epsilon) * total / (n * d)
         start = 0
-        for gamma, stacked in chunks:
+        for gamma, stacked in self._chunks(desc, f):
             stop = start + len(gamma)
             rows = index[start:stop]
             g = np.matmul(gamma, pqc, out=work.array("fv g", (len(gamma), 3 * d), np.float64))

@@ -181,11 +181,17 @@ def test_bin_relevance_equals_a_direct_per_descriptor_computation(setup):
     assert absorbed == pytest.approx(absorbed_2, abs=1e-12)
 
 
-def test_bin_relevance_through_pca_equals_a_direct_computation(setup):
+@pytest.fixture(scope="module")
+def pca_model(setup):
+    """The setup's clips, encoded with a 12-dimensional PCA before the GMM."""
     _, _, descs, labels = setup
     model = ActionModel(n_components=4, pca_dims=12, max_samples=5000, n_jobs=1, progress=False)
-    model.fit_descriptors(descs, labels)
-    encoder, clf = model.encoder_, model.classifier_
+    return model.fit_descriptors(descs, labels)
+
+
+def test_bin_relevance_through_pca_equals_a_direct_computation(setup, pca_model):
+    descs = setup[2]
+    encoder, clf = pca_model.encoder_, pca_model.classifier_
     desc = LocalDescriptors({f: v[:30] for f, v in descs[1].features.items()}, descs[1].boxes[:30])
     fv = encoder.encode(desc)
     live = np.abs(fv.psi) > 0
@@ -201,12 +207,10 @@ def test_bin_relevance_through_pca_equals_a_direct_computation(setup):
     assert absorbed == pytest.approx(r3.sum() - sum(d.sum() for d in direct.values()), abs=1e-9)
 
 
-def test_bin_relevance_from_the_still_reference_equals_a_direct_computation(setup):
+def test_bin_relevance_from_the_still_reference_equals_a_direct_computation(setup, pca_model):
     from actionlrp.descriptors import still_reference
 
-    model, fields, descs, labels = setup
-    pca_model = ActionModel(n_components=4, pca_dims=12, max_samples=5000, n_jobs=1, progress=False)
-    pca_model.fit_descriptors(descs, labels)
+    model, fields, descs, _ = setup
     for m in (model, pca_model):
         encoder, clf = m.encoder_, m.classifier_
         rows = np.r_[0:15, len(descs[0]) - 15 : len(descs[0])]  # moving and still cubes
@@ -225,11 +229,9 @@ def test_bin_relevance_from_the_still_reference_equals_a_direct_computation(setu
         assert absorbed == pytest.approx(r3.sum() - sum(d.sum() for d in direct.values()), abs=1e-9)
 
 
-def test_bin_relevance_through_pca_conserves_as_epsilon_goes_to_zero(setup):
-    _, fields, descs, labels = setup
-    model = ActionModel(n_components=4, pca_dims=12, max_samples=5000, n_jobs=1, progress=False)
-    model.fit_descriptors(descs, labels)
-    fine = [explain(model, fields[0], descs[0], epsilon=eps, fine=True) for eps in (0.1, 1e-9)]
+def test_bin_relevance_through_pca_conserves_as_epsilon_goes_to_zero(setup, pca_model):
+    _, fields, descs, _ = setup
+    fine = [explain(pca_model, fields[0], descs[0], epsilon=eps, fine=True) for eps in (0.1, 1e-9)]
     for e in fine:
         r2_total = sum(r.sum() for r in e.relevance_descriptors.values())
         assert e.relevance_voxels.sum() == pytest.approx(r2_total, rel=1e-9)

@@ -49,6 +49,7 @@ class Encoder:
     motion: str = DEFAULTS.motion
     normalization: str = DEFAULTS.params_.normalization
     max_width: int | None = DEFAULTS.params_.max_width
+    mbh_floor: float = DEFAULTS.params_.mbh_floor
     k: int = DEFAULTS.n_components
     pca: int | None = DEFAULTS.pca_dims
     max_samples: int = DEFAULTS.max_samples
@@ -56,7 +57,9 @@ class Encoder:
 
     @property
     def params(self) -> DescriptorParams:
-        return DescriptorParams(normalization=self.normalization, max_width=self.max_width)
+        return DescriptorParams(
+            normalization=self.normalization, max_width=self.max_width, mbh_floor=self.mbh_floor
+        )
 
 
 #: Head variants on the same Ψ: (FV parts, C). C None = chosen by cross-validation.
@@ -79,6 +82,11 @@ CONFIGS = [
     Encoder("K128 PCA48", k=128, pca=48),
     Encoder("defaults", heads=tuple(HEADS)),
     Encoder("defaults, flow", motion="flow"),
+    # MBH's floor (the default is 1: "defaults")
+    Encoder("mbh_floor 1/32", mbh_floor=1 / 32),
+    Encoder("mbh_floor 1/4", mbh_floor=1 / 4),
+    Encoder("mbh_floor 1/2", mbh_floor=1 / 2),
+    Encoder("mbh_floor 8", mbh_floor=8.0),
 ]
 
 
@@ -162,6 +170,7 @@ def run_encoder(config: Encoder, clips, groups, cache: str) -> list[dict]:
                 "motion": config.motion,
                 "normalization": config.normalization,
                 "max_width": config.max_width,
+                "mbh_floor": config.mbh_floor,
                 "k": config.k,
                 "pca": config.pca,
                 "max_samples": config.max_samples,

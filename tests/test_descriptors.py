@@ -167,14 +167,21 @@ def test_normalised_descriptors_have_unit_norm(square_clips, normalization):
 def test_mbh_floor_keeps_weak_boundaries_small_and_leaves_strong_ones_whole():
     flow = np.zeros((15, 4, 4, 2))
     flow[:, :, 2:, 0] = 0.2  # a weak step in x flow (noise level) inside one 32-px cube
+    # central differences over 16 px: |g| = step / 16 on 2 of the 4 columns, 4 rows, 15 frames
+    mass = 2 * 4 * 15 * 0.2 / 16
     weak = describe(field_of(flow), DescriptorParams())
-    flow[:, :, 2:, 0] = 8.0  # a strong one
+    below = describe(field_of(flow), DescriptorParams(mbh_floor=1 / 32))
+    flow[:, :, 2:, 0] = 80.0  # a step whose mass (7.5 × 80) passes the default floor (240)
     strong = describe(field_of(flow), DescriptorParams())
-    plain = describe(field_of(flow * 0.025), DescriptorParams(mbh_floor=0.0))
-    for f in ("mbhx",):
-        assert np.linalg.norm(weak.features[f]) < 0.5
-        assert np.linalg.norm(strong.features[f]) == pytest.approx(1.0, abs=1e-5)
-        assert np.linalg.norm(plain.features[f]) == pytest.approx(1.0, abs=1e-5)
+    plain = describe(field_of(flow * 0.0025), DescriptorParams(mbh_floor=0.0))
+    # under the floor: the root of the histogram over the floor, ‖x‖² = mass / (floor × voxels)
+    voxels = 4 * 4 * 15
+    assert np.linalg.norm(weak.features["mbhx"]) ** 2 == pytest.approx(mass / voxels, rel=1e-4)
+    assert np.linalg.norm(below.features["mbhx"]) ** 2 == pytest.approx(
+        32 * mass / voxels, rel=1e-4
+    )
+    assert np.linalg.norm(strong.features["mbhx"]) == pytest.approx(1.0, abs=1e-5)
+    assert np.linalg.norm(plain.features["mbhx"]) == pytest.approx(1.0, abs=1e-5)
     assert np.linalg.norm(weak.features["hof"]) == pytest.approx(1.0, abs=1e-5)  # no floor
     with pytest.raises(ValueError, match="mbh_floor"):
         describe(field_of(flow), DescriptorParams(mbh_floor=-1.0))

@@ -56,10 +56,12 @@ class DescriptorParams:
         resolution. Boxes stay in the video's own pixels. None: native size (the paper).
     mbh_floor : float
         With ``"root"``: MBH histograms are divided by at least ``mbh_floor`` × the cube's
-        voxels, in px per frame per px (1/32: the flow changing by 1 px per frame across the
-        32-px cube). The gradients of motion-vector noise then stay small instead of being
-        blown up to unit mass like a real motion boundary. 0: plain RootSIFT. HOF needs no floor:
-        each voxel adds at least ``still_threshold``.
+        voxels, in px per frame per px. The default 1 (the flow changing by 1 px per frame at
+        every pixel of the cube) is more than any real cube holds, so MBH is the square root of
+        the raw histogram at one fixed scale: a cube's MBH says how strong its motion boundaries
+        are, and the gradients of motion-vector noise stay small instead of being blown up to
+        unit mass like a real boundary. 0: plain RootSIFT. HOF needs no floor: each voxel adds
+        at least ``still_threshold``.
     """
 
     cube_px: tuple[int, ...] = (32,)
@@ -68,7 +70,7 @@ class DescriptorParams:
     still_threshold: float = 1.0
     normalization: str = "root"
     max_width: int | None = None
-    mbh_floor: float = 1 / 32
+    mbh_floor: float = 1.0
 
     def dims(self) -> dict[str, int]:
         """Dimensions per feature type: 108, 96, 96 with the defaults."""

@@ -942,6 +942,7 @@ def _spread_time_cells(
     hist = np.empty((gh, gw, nb))
     acc = np.empty((gh, gw, nb))
     even = np.empty((gh, gw))
+    used = np.empty((gh, gw), np.bool_)  # cells that some cube holds: the others get nothing
     h = np.empty(nb)
     gathered = np.empty((gh, gw, nb))
     gathered_even = np.empty((gh, gw))
@@ -979,6 +980,7 @@ def _spread_time_cells(
                             hist[y, x, N_ORIENTATIONS] += extra
         # A_ob: the relevance of the cubes whose k-th time cell is tc, on their 2 × 2 cells
         acc[:] = 0.0
+        used[:] = False
         for k in range(min(_TIME_CELLS, tc + 1)):
             for n in range(first[tc - k], first[tc - k + 1]):
                 f = k * _SPATIAL_CELLS * _SPATIAL_CELLS * nb
@@ -986,6 +988,7 @@ def _spread_time_cells(
                 for i in range(_SPATIAL_CELLS):
                     for j in range(_SPATIAL_CELLS):
                         y, x = y0[n] + i * cs, x0[n] + j * cs
+                        used[y, x] = True
                         for b in range(nb):
                             acc[y, x, b] += relevance[row, f]
                             f += 1
@@ -994,6 +997,8 @@ def _spread_time_cells(
         even[:] = 0.0
         for y in range(gh - cs + 1):
             for x in range(gw - cs + 1):
+                if not used[y, x]:
+                    continue
                 h[:] = 0.0
                 for oy in range(y, y + cs):
                     for ox in range(x, x + cs):
@@ -1013,6 +1018,8 @@ def _spread_time_cells(
                 gathered_even[y, x] = 0.0
                 for oy in range(max(0, y - cs + 1), min(y, gh - cs) + 1):
                     for ox in range(max(0, x - cs + 1), min(x, gw - cs) + 1):
+                        if not used[oy, ox]:
+                            continue
                         gathered_even[y, x] += even[oy, ox]
                         for b in range(nb):
                             gathered[y, x, b] += acc[oy, ox, b]
@@ -1103,9 +1110,9 @@ def _float64_gradient(c, r, x):
     """(∂c/∂x, ∂c/∂y) at (r, x) in float64: central differences, one-sided at the edges."""
     gh, gw = c.shape
     lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
-    gx = (np.float64(c[r, hi]) - np.float64(c[r, lo])) / (hi - lo)
+    gx = (np.float64(c[r, hi]) - np.float64(c[r, lo])) * (0.5 if hi - lo == 2 else 1.0)
     lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
-    gy = (np.float64(c[hi, x]) - np.float64(c[lo, x])) / (hi - lo)
+    gy = (np.float64(c[hi, x]) - np.float64(c[lo, x])) * (0.5 if hi - lo == 2 else 1.0)
     return gx, gy
 
 
@@ -1124,14 +1131,15 @@ def _frame_gradient_relevance(c, relevance, floor, adjoint, out):
                 out[r, x] += relevance[r, x]
                 continue
             # a = R g / |g|², scattered by Dᵀ: the weights of g's central or edge differences
-            ax = relevance[r, x] * gx / square
-            ay = relevance[r, x] * gy / square
+            share = relevance[r, x] / square
             lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
-            adjoint[r, hi] += ax / (hi - lo)
-            adjoint[r, lo] -= ax / (hi - lo)
+            ax = share * gx * (0.5 if hi - lo == 2 else 1.0)
+            adjoint[r, hi] += ax
+            adjoint[r, lo] -= ax
             lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
-            adjoint[hi, x] += ay / (hi - lo)
-            adjoint[lo, x] -= ay / (hi - lo)
+            ay = share * gy * (0.5 if hi - lo == 2 else 1.0)
+            adjoint[hi, x] += ay
+            adjoint[lo, x] -= ay
     for r in range(gh):
         for x in range(gw):
             out[r, x] += (c[r, x] - root) * adjoint[r, x]

@@ -12,6 +12,7 @@ and one over the output, with no per-cube or per-vector Python loop.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
 import tempfile
@@ -1178,8 +1179,16 @@ def still_reference(
     """
     params = params or DescriptorParams()
     factor = scale_factor(field_.width, params.max_width)
-    params = dataclasses.replace(params, max_width=None)
-    cell = field_.cell
+    reference = _still_descriptors(dataclasses.replace(params, max_width=None), field_.cell)
+    sides = np.asarray(reference.boxes[:, 3] - reference.boxes[:, 2])
+    order = np.argsort(sides, kind="stable")
+    place = np.searchsorted(sides[order], (desc.boxes[:, 3] - desc.boxes[:, 2]) // factor)
+    return reference, order[np.minimum(place, len(sides) - 1)].astype(np.intp)
+
+
+@functools.lru_cache(maxsize=16)
+def _still_descriptors(params: DescriptorParams, cell: int) -> LocalDescriptors:
+    """One motionless cube per size of ``params``, described (read-only arrays, shared)."""
     rows = []
     for size in params.cube_px:
         still = MotionField(
@@ -1194,7 +1203,6 @@ def still_reference(
         )
         rows.append(describe(still, dataclasses.replace(params, cube_px=(size,))))
     reference = LocalDescriptors.concatenate(rows)
-    sides = np.asarray(reference.boxes[:, 3] - reference.boxes[:, 2])
-    order = np.argsort(sides, kind="stable")
-    place = np.searchsorted(sides[order], (desc.boxes[:, 3] - desc.boxes[:, 2]) // factor)
-    return reference, order[np.minimum(place, len(sides) - 1)].astype(np.intp)
+    for array in (*reference.features.values(), reference.boxes):
+        array.flags.writeable = False
+    return reference

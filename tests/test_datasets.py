@@ -673,6 +673,31 @@ def test_a_clip_that_kills_its_worker_is_reported_and_the_others_succeed(
     assert [d is not None for d in result.descriptors] == [True, False, True, True, False]
 
 
+def test_a_pool_found_broken_when_submitting_is_replaced_and_the_batch_goes_on(
+    tiny, monkeypatch
+):
+    """A worker can die between two waits: the next submit then raises BrokenProcessPool.
+    Here the first pool refuses its third clip that way; every clip must still be read."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    submitted: list[int] = []
+
+    class BreaksOnce(ProcessPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            submitted.append(len(submitted))
+            if len(submitted) == 3:
+                raise BrokenProcessPool("a worker died")
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(datasets, "ProcessPoolExecutor", BreaksOnce)
+    paths = [tiny["right_h264"], tiny["left_h264"], tiny["right_mpeg4"], tiny["left_mpeg4"]]
+    result = extract_descriptors(paths, cache=False, n_jobs=2, progress=False)
+    assert not result.failures
+    assert all(d is not None and len(d) > 0 for d in result.descriptors)
+    assert len(submitted) == 5  # the refused clip went to a fresh pool
+
+
 def test_nothing_is_printed_on_stdout_and_no_bar_off_a_terminal(good, tmp_path, capfd):
     extract_descriptors(good, cache_dir=tmp_path, n_jobs=2, progress=True)
     out, err = capfd.readouterr()

@@ -899,10 +899,17 @@ def _run_in_processes(
         suspects: list[_Task] = []
         with ProcessPoolExecutor(min(n_jobs, len(queue)), mp_context=context) as pool:
             running: dict[Future, _Task] = {}
+            broken = False
             while queue or running:
-                while queue and len(running) < n_jobs:
+                while queue and len(running) < n_jobs and not broken:
                     task = queue.popleft()
-                    running[submit(pool, task)] = task
+                    try:
+                        running[submit(pool, task)] = task
+                    except BrokenProcessPool:  # a worker died since the last wait
+                        queue.appendleft(task)  # never started: not a suspect
+                        broken = True
+                if not running:
+                    break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     task = running.pop(future)

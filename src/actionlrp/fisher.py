@@ -437,46 +437,72 @@ class FisherEncoder(BaseEstimator):
             finally:
                 self._memo = None
 
-    def _chunks(self, desc: LocalDescriptors, f: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _chunks(
+        self, desc: LocalDescriptors, f: str, work: _Workspace | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The blocks of γ and x′ of ``desc`` (`_compute_chunks`): kept ones within
+        `reusing_assignments`, else computed now, in ``work``'s arrays if given (each block
+        then overwrites the last: use it before taking the next)."""
         memo = getattr(self, "_memo", None)
         if memo is None or memo[0] is not desc:
-            yield from self._compute_chunks(desc, f)
+            yield from self._compute_chunks(desc, f, work, keep=False)
             return
         if f not in memo[1]:
             memo[1][f] = list(self._compute_chunks(desc, f, memo[2]))
         yield from memo[1][f]
 
     def _compute_chunks(
-        self, desc: LocalDescriptors, f: str, work: _Workspace | None = None
+        self,
+        desc: LocalDescriptors,
+        f: str,
+        work: _Workspace | None = None,
+        keep: bool = True,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Per block of descriptors: γ (n, K), float64, and [x', x'∘x'] (n, 2d), float64.
 
         x' is the descriptor after PCA minus the mixture's mean, computed in float64 from the
         float32 descriptors; the centring is exact in the maths and keeps the float32 quadratic
         form of the log-likelihoods accurate. exp(log-likelihood − row max) is float32, its
-        normalisation to γ float64. With ``work`` the blocks are kept in its arrays.
+        normalisation to γ float64. With ``work`` everything is computed in its arrays (fresh
+        memory costs a page fault per 4 kB): each block in arrays of its own if ``keep``, else
+        in the same arrays as the last block.
         """
         block = self._derived[f]
         x_all = desc.features[f]
         d, k = self.dims_[f], self.n_components
         for start in range(0, x_all.shape[0], CHUNK_ROWS):
-            x = np.asarray(x_all[start : start + CHUNK_ROWS], np.float64)
+            rows = x_all[start : start + CHUNK_ROWS]
+            n = rows.shape[0]
             if work is None:
-                stacked, gamma = np.empty((x.shape[0], 2 * d)), np.empty((x.shape[0], k))
+                x = np.asarray(rows, np.float64)
+                stacked, gamma = np.empty((n, 2 * d)), np.empty((n, k))
+                inputs = np.empty((n, 2 * d + 1), np.float32)
+                loglik = np.empty((n, k), np.float32)
             else:
-                stacked = work.array(f"{f} {start} x′", (x.shape[0], 2 * d), np.float64)
-                gamma = work.array(f"{f} {start} γ", (x.shape[0], k), np.float64)
+                x = work.array(f"{f} x", rows.shape, np.float64)
+                x[...] = rows
+                name = f"{f} {start}" if keep else f
+                stacked = work.array(f"{name} x′", (n, 2 * d), np.float64)
+                gamma = work.array(f"{name} γ", (n, k), np.float64)
+                inputs = work.array(f"{f} inputs", (n, 2 * d + 1), np.float32)
+                loglik = work.array(f"{f} loglik", (n, k), np.float32)
             centred = stacked[:, :d]
             if block.projection is not None:
-                np.subtract(x @ block.projection, block.offset, out=centred)
+                projected = (
+                    x @ block.projection
+                    if work is None
+                    else np.matmul(
+                        x, block.projection, out=work.array(f"{f} xW", (n, d), np.float64)
+                    )
+                )
+                np.subtract(projected, block.offset, out=centred)
             else:
                 np.subtract(x, block.offset, out=centred)
             np.multiply(centred, centred, out=stacked[:, d:])
-            inputs = np.empty((x.shape[0], 2 * d + 1), np.float32)
             inputs[:, : 2 * d] = stacked
             inputs[:, 2 * d] = 1.0  # picks up the constant row of the weights
             # DESIGN §3: soft assignments γ_lk by log-sum-exp over the GEMM's log-likelihoods
-            loglik = inputs @ block.loglik_weights
+            np.matmul(inputs, block.loglik_weights, out=loglik)
             loglik -= loglik.max(axis=1, keepdims=True)
             np.exp(loglik, out=loglik)
             gamma[...] = loglik
@@ -489,10 +515,11 @@ class FisherEncoder(BaseEstimator):
         d, k = self.dims_[f], self.n_components
         s0 = np.zeros(k)
         s12 = np.zeros((k, 2 * d))
-        for gamma, stacked in self._chunks(desc, f):
-            s0 += gamma.sum(axis=0)
-            # DESIGN §3: Σ_l γ_lk x_l = Γᵀ X and Σ_l γ_lk x_l² = Γᵀ (X∘X), in float64
-            s12 += gamma.T @ stacked
+        with _workspace() as work:
+            for gamma, stacked in self._chunks(desc, f, work):
+                s0 += gamma.sum(axis=0)
+                # DESIGN §3: Σ_l γ_lk x_l = Γᵀ X and Σ_l γ_lk x_l² = Γᵀ (X∘X), in float64
+                s12 += gamma.T @ stacked
         s1, s2 = s12[:, :d], s12[:, d:]
         mu, sigma = block.means, block.sigmas
         s0c = s0[:, None]
@@ -631,12 +658,13 @@ class FisherEncoder(BaseEstimator):
         pq = np.ascontiguousarray(np.concatenate([p, q], axis=1).T)  # (2d, K)
         out = np.empty(n)
         start = 0
-        for gamma, stacked in self._chunks(desc, f):
-            inner = stacked @ pq
-            inner += const
-            # DESIGN §5: R(2)_l = Σ_k γ_lk [x_l·P + (x_l∘x_l)·Q + c]_k
-            out[start : start + len(gamma)] = np.einsum("lk,lk->l", gamma, inner)
-            start += len(gamma)
+        with _workspace() as work:
+            for gamma, stacked in self._chunks(desc, f, work):
+                inner = stacked @ pq
+                inner += const
+                # DESIGN §5: R(2)_l = Σ_k γ_lk [x_l·P + (x_l∘x_l)·Q + c]_k
+                out[start : start + len(gamma)] = np.einsum("lk,lk->l", gamma, inner)
+                start += len(gamma)
         return out
 
     def relevance_epsilon(

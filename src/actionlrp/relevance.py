@@ -204,7 +204,10 @@ def _explain(model, field, descriptors, class_name, epsilon, fine, reference) ->
         by_feature = {
             f: spread_relevance(descriptors, r, field.grid_shape, field.cell) for f, r in r2.items()
         }
-    r1 = sum(by_feature.values())
+    parts = iter(by_feature.values())
+    r1 = next(parts).copy()
+    for part in parts:
+        r1 += part
     return Explanation(
         class_name=classes[index],
         class_index=index,

@@ -463,38 +463,29 @@ class FisherEncoder(BaseEstimator):
         x' is the descriptor after PCA minus the mixture's mean, computed in float64 from the
         float32 descriptors; the centring is exact in the maths and keeps the float32 quadratic
         form of the log-likelihoods accurate. exp(log-likelihood − row max) is float32, its
-        normalisation to γ float64. With ``work`` everything is computed in its arrays (fresh
-        memory costs a page fault per 4 kB): each block in arrays of its own if ``keep``, else
-        in the same arrays as the last block.
+        normalisation to γ float64. Everything is computed in ``work``'s arrays (fresh memory
+        costs a page fault per 4 kB): each block in arrays of its own if ``keep``, else in the
+        same arrays as the last block. Without ``work``, in fresh arrays.
         """
+        if work is None:  # a workspace of this call's own: every block in fresh arrays
+            work, keep = _Workspace(), True
         block = self._derived[f]
         x_all = desc.features[f]
         d, k = self.dims_[f], self.n_components
         for start in range(0, x_all.shape[0], CHUNK_ROWS):
             rows = x_all[start : start + CHUNK_ROWS]
             n = rows.shape[0]
-            if work is None:
-                x = np.asarray(rows, np.float64)
-                stacked, gamma = np.empty((n, 2 * d)), np.empty((n, k))
-                inputs = np.empty((n, 2 * d + 1), np.float32)
-                loglik = np.empty((n, k), np.float32)
-            else:
-                x = work.array(f"{f} x", rows.shape, np.float64)
-                x[...] = rows
-                name = f"{f} {start}" if keep else f
-                stacked = work.array(f"{name} x′", (n, 2 * d), np.float64)
-                gamma = work.array(f"{name} γ", (n, k), np.float64)
-                inputs = work.array(f"{f} inputs", (n, 2 * d + 1), np.float32)
-                loglik = work.array(f"{f} loglik", (n, k), np.float32)
+            x = work.array(f"{f} x", rows.shape, np.float64)
+            x[...] = rows
+            name = f"{f} {start}" if keep else f
+            stacked = work.array(f"{name} x′", (n, 2 * d), np.float64)
+            gamma = work.array(f"{name} γ", (n, k), np.float64)
+            inputs = work.array(f"{f} inputs", (n, 2 * d + 1), np.float32)
+            loglik = work.array(f"{f} loglik", (n, k), np.float32)
             centred = stacked[:, :d]
             if block.projection is not None:
-                projected = (
-                    x @ block.projection
-                    if work is None
-                    else np.matmul(
-                        x, block.projection, out=work.array(f"{f} xW", (n, d), np.float64)
-                    )
-                )
+                projected = work.array(f"{f} xW", (n, d), np.float64)
+                np.matmul(x, block.projection, out=projected)
                 np.subtract(projected, block.offset, out=centred)
             else:
                 np.subtract(x, block.offset, out=centred)

@@ -15,6 +15,9 @@
 
 from __future__ import annotations
 
+import actionlrp  # noqa: F401  before numpy: OpenBLAS is loaded as the command line loads it
+
+# isort: split
 import argparse
 import dataclasses
 import os

@@ -673,9 +673,7 @@ def test_a_clip_that_kills_its_worker_is_reported_and_the_others_succeed(
     assert [d is not None for d in result.descriptors] == [True, False, True, True, False]
 
 
-def test_a_pool_found_broken_when_submitting_is_replaced_and_the_batch_goes_on(
-    tiny, monkeypatch
-):
+def test_a_pool_found_broken_when_submitting_is_replaced_and_the_batch_goes_on(tiny, monkeypatch):
     """A worker can die between two waits: the next submit then raises BrokenProcessPool.
     Here the first pool refuses its third clip that way; every clip must still be read."""
     from concurrent.futures import ProcessPoolExecutor

@@ -334,6 +334,30 @@ def test_bin_relevance_conserves_on_a_random_field(feature, params, reference):
     assert not r1[30:].any()
 
 
+@pytest.mark.parametrize("feature", ["hof", "mbhx"])
+def test_bin_relevance_is_the_same_in_any_number_of_threads(feature, monkeypatch):
+    import actionlrp.descriptors as descriptors
+
+    field = _random_field(t=48, gh=13, gw=15)  # 9 time cells: 1, 2 or 3 pieces of ≥ 3
+    desc = describe(field)
+    r = np.random.default_rng(4).normal(size=(len(desc), DescriptorParams().dims()[feature]))
+    results, pieces = [], []
+    spread = descriptors._spread_time_cells
+    for cpus in (1, 2, 3):
+        monkeypatch.setattr(descriptors, "_available_cpus", lambda cpus=cpus: cpus)
+        calls: list[int] = []
+        monkeypatch.setattr(
+            descriptors,
+            "_spread_time_cells",
+            lambda *a, calls=calls: calls.append(a[-1]) or spread(*a),
+        )
+        results.append(descriptors.spread_bin_relevance(field, desc, r, feature, reference="still"))
+        pieces.append(sorted(calls))
+    assert pieces == [[0], [0, 4], [0, 3, 6]]  # the first time cell of each piece
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+
+
 # -------------------------------------------------------------------------------------------
 # Scale cap for large videos
 

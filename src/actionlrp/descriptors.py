@@ -16,7 +16,7 @@ import functools
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,6 +341,7 @@ def _spatial_gradient(component, cell_px, gx, gy):
 
 _NORMALIZATIONS = {"none": 0, "root": 1, "l2": 2}
 _MIN_PIECE = 8  # cube start times per thread in `describe`: fewer are not worth a thread
+_MIN_SPREAD_PIECE = 3  # time cells per thread in `spread_bin_relevance`
 
 
 def describe(field_: MotionField, params: DescriptorParams | None = None) -> LocalDescriptors:
@@ -381,15 +382,7 @@ def describe(field_: MotionField, params: DescriptorParams | None = None) -> Loc
         with _workspace() as work:
             _describe_into(field_, params, grids, start, stop, per_grid, work)
 
-    n_pieces = max(1, min(_available_cpus(), nt // _MIN_PIECE))
-    bounds = [nt * i // n_pieces for i in range(n_pieces + 1)]
-    pieces = list(itertools.pairwise(bounds))
-    others = [_threads(n_pieces - 1).submit(describe_piece, a, b) for a, b in pieces[1:]]
-    try:
-        describe_piece(*pieces[0])  # this thread takes the first piece
-    finally:
-        for done in others:
-            done.result()
+    _in_pieces(nt, _MIN_PIECE, describe_piece)
     boxes = [
         _cube_boxes(grid, params, cube_px, nt, 0)
         for grid, cube_px in zip(grids, params.cube_px, strict=True)
@@ -805,7 +798,8 @@ def spread_bin_relevance(
     Σ relevance to float64 round-off.
 
     One compiled pass per time cell (`_spread_time_cells`): bins, sums, spreading and the
-    gradient layer, with scratch arrays of one time cell only.
+    gradient layer, with scratch arrays of one time cell only. The time cells are cut into one
+    piece per CPU, spread in threads (`spread_bins` does several feature types at once).
 
     Parameters
     ----------
@@ -833,73 +827,137 @@ def spread_bin_relevance(
     ndarray, shape (T, gh, gw), float64
         R(1) per voxel of the field.
     """
-    params = params or DescriptorParams()
     if feature not in FEATURE_TYPES:
         raise ValueError(f"feature must be one of {FEATURE_TYPES}, got {feature!r}")
+    return spread_bins(field_, desc, {feature: relevance}, params, vectors, reference)[feature]
+
+
+def spread_bins(
+    field_: MotionField,
+    desc: LocalDescriptors,
+    relevance: Mapping[str, np.ndarray],
+    params: DescriptorParams | None = None,
+    vectors: bool = True,
+    reference: str | None = None,
+) -> dict[str, np.ndarray]:
+    """`spread_bin_relevance` of several feature types in one pass over the clip's time cells,
+    cut into one piece per CPU (threads).
+
+    Parameters
+    ----------
+    field_, desc, params, vectors, reference
+        As in `spread_bin_relevance`.
+    relevance : dict of str to ndarray, shape (N, dims[feature])
+        Relevance of each descriptor's bins, per feature type.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (T, gh, gw), float64
+        R(1) per voxel of the field, per feature type of ``relevance``.
+    """
+    params = params or DescriptorParams()
     if reference not in (None, "still"):
         raise ValueError(f"reference must be None or 'still', got {reference!r}")
-    relevance = np.ascontiguousarray(relevance, np.float64)
-    if relevance.shape != (len(desc), params.dims()[feature]):
-        raise ValueError(
-            f"relevance must have shape ({len(desc)}, {params.dims()[feature]}), "
-            f"got {relevance.shape}"
-        )
+    dims = params.dims()
+    for feature in relevance:
+        if feature not in FEATURE_TYPES:
+            raise ValueError(f"feature must be one of {FEATURE_TYPES}, got {feature!r}")
+    relevance = {f: np.ascontiguousarray(r, np.float64) for f, r in relevance.items()}
+    for feature, r in relevance.items():
+        if r.shape != (len(desc), dims[feature]):
+            raise ValueError(
+                f"relevance of {feature} must have shape ({len(desc)}, {dims[feature]}), "
+                f"got {r.shape}"
+            )
     factor = scale_factor(field_.width, params.max_width)
     if factor > 1:
-        coarse = spread_bin_relevance(
+        coarse = spread_bins(
             downscale(field_, factor),
             LocalDescriptors(desc.features, _downscale_boxes(desc.boxes, factor)),
             relevance,
-            feature,
             dataclasses.replace(params, max_width=None),
             vectors,
             reference,
         )
-        return _upsample(coarse, factor, field_.grid_shape)
+        return {f: _upsample(r, factor, field_.grid_shape) for f, r in coarse.items()}
     t, gh, gw = field_.grid_shape
     cf, c = params.cell_frames, field_.cell
-    out = np.zeros((t, gh, gw))
+    out = {f: np.zeros((t, gh, gw)) for f in relevance}
     if t // cf == 0 or len(desc) == 0:
         return out
-    hof = feature == "hof"
     sides = (desc.boxes[:, 3] - desc.boxes[:, 2]) // (_SPATIAL_CELLS * c)
-    with _workspace() as work:
-        planes = work.array("spread planes", (2, t, gh, gw))
-        planes[0], planes[1] = field_.flow[..., 0], field_.flow[..., 1]
-        component = planes[0 if feature == "mbhx" else 1]
-        if hof:
-            dx, dy = planes[0], planes[1]
-        else:
-            dx, dy = work.array("spread gx", (t, gh, gw)), work.array("spread gy", (t, gh, gw))
-            _spatial_gradient(component, c, dx, dy)
-        angle = work.array("spread angle", (t, gh, gw))
-        np.arctan2(dy, dx, out=angle)  # as `describe` takes it: the same bins to the last bit
-        floor = _gradient_floor(component) if not hof else 0.0
-        for cs in np.unique(sides):
-            chosen = np.flatnonzero(sides == cs)
-            box = desc.boxes[chosen]
-            tc0 = (box[:, 0] // cf).astype(np.int64)
-            order = np.argsort(tc0, kind="stable")
-            _spread_time_cells(
-                dx,
-                dy,
-                angle,
-                component,
-                hof,
-                relevance,
+    sizes = []  # per cube size: its cubes by start time cell, as `_spread_time_cells` takes them
+    for cs in np.unique(sides):
+        chosen = np.flatnonzero(sides == cs)
+        box = desc.boxes[chosen]
+        tc0 = (box[:, 0] // cf).astype(np.int64)
+        order = np.argsort(tc0, kind="stable")
+        sizes.append(
+            (
                 chosen[order],
                 np.searchsorted(tc0[order], np.arange(t // cf + 1)),
                 (box[order, 2] // c).astype(np.int64),
                 (box[order, 4] // c).astype(np.int64),
                 int(cs),
-                cf,
-                float(params.still_threshold),
-                float(params.still_threshold) if reference == "still" else 0.0,
-                vectors and not hof and gh >= 2 and gw >= 2,
-                floor,
-                out,
             )
+        )
+    threshold = float(params.still_threshold)
+    root_still = threshold if reference == "still" else 0.0
+    to_vectors = vectors and gh >= 2 and gw >= 2
+
+    def spread_piece(start: int, stop: int) -> None:  # time cells start … stop − 1
+        frames = slice(start * cf, stop * cf)
+        n = (stop - start) * cf
+        with _workspace() as work:
+            planes = work.array("spread planes", (2, n, gh, gw))
+            planes[0], planes[1] = field_.flow[frames, ..., 0], field_.flow[frames, ..., 1]
+            gx, gy = work.array("spread gx", (n, gh, gw)), work.array("spread gy", (n, gh, gw))
+            angle = work.array("spread angle", (n, gh, gw))
+            for feature, r in relevance.items():
+                hof = feature == "hof"
+                component = planes[1 if feature == "mbhy" else 0]
+                dx, dy = (planes[0], planes[1]) if hof else (gx, gy)
+                if not hof:
+                    _spatial_gradient(component, c, dx, dy)
+                np.arctan2(dy, dx, out=angle)  # as `describe` takes it: the same bins to the bit
+                for rows, first, y0, x0, cs in sizes:
+                    _spread_time_cells(
+                        dx,
+                        dy,
+                        angle,
+                        component,
+                        hof,
+                        r,
+                        rows,
+                        first,
+                        y0,
+                        x0,
+                        cs,
+                        cf,
+                        threshold,
+                        root_still,
+                        to_vectors and not hof,
+                        out[feature][frames],
+                        start,
+                    )
+
+    _in_pieces(t // cf, _MIN_SPREAD_PIECE, spread_piece)
     return out
+
+
+def _in_pieces(n: int, least: int, kernel: Callable[..., None], *arguments) -> None:
+    """``kernel(*arguments, start, stop)`` over ``0 … n`` cut into one piece per available CPU
+    of at least ``least``, the first in this thread, the others in `_threads` (the kernels
+    release the GIL)."""
+    n_pieces = max(1, min(_available_cpus(), n // least))
+    bounds = [n * i // n_pieces for i in range(n_pieces + 1)]
+    pieces = list(itertools.pairwise(bounds))
+    others = [_threads(n_pieces - 1).submit(kernel, *arguments, a, b) for a, b in pieces[1:]]
+    try:
+        kernel(*arguments, *pieces[0])
+    finally:
+        for done in others:
+            done.result()
 
 
 @njit(cache=True, nogil=True)
@@ -919,22 +977,23 @@ def _spread_time_cells(
     threshold,
     root_still,
     vectors,
-    floor,
     out,
+    tc_start,
 ):
-    """`spread_bin_relevance` for the cubes of one size (``cs`` grid cells per spatial cell),
-    added into ``out`` (T, gh, gw).
+    """`spread_bin_relevance` of the time cells ``tc_start …`` for the cubes of one size
+    (``cs`` grid cells per spatial cell), added into ``out`` (n, gh, gw), their n frames.
 
-    ``dx, dy, angle`` (T, gh, gw) float32: the vectors that fill the bins (HOF: the flow; MBH:
-    the gradient of ``component``) and ``arctan2(dy, dx)``. The cubes are ``relevance[rows]``,
-    sorted by start time cell; those starting in time cell s are ``first[s]:first[s + 1]``, at
-    grid cell (``y0``, ``x0``). Per time cell: each voxel's two bins and weights (the arithmetic of
-    `orientation_bins`), H_ob (the cs × cs sums), A_ob (the relevance of the cubes that hold the
-    cell), then every voxel of a non-empty bin gets A_ob · w_vb / H_ob from each cell o that
-    holds it, and an empty bin's A_ob goes evenly over its cs·cs·cf voxels. With ``vectors``
-    each frame then goes through the gradient layer (`_frame_gradient_relevance`).
+    ``dx, dy, angle`` (n, gh, gw) float32, those frames' vectors that fill the bins (HOF: the
+    flow; MBH: the gradient of ``component``) and ``arctan2(dy, dx)``. The cubes are
+    ``relevance[rows]``, sorted by start time cell; those starting in time cell s are
+    ``first[s]:first[s + 1]``, at grid cell (``y0``, ``x0``). Per time cell: each voxel's two
+    bins and weights (the arithmetic of `orientation_bins`), H_ob (the cs × cs sums), A_ob (the
+    relevance of the cubes that hold the cell), then every voxel of a non-empty bin gets
+    A_ob · w_vb / H_ob from each cell o that holds it, and an empty bin's A_ob goes evenly over
+    its cs·cs·cf voxels. With ``vectors`` each frame then goes through the gradient layer
+    (`_frame_gradient_relevance`).
     """
-    t_all, gh, gw = dx.shape
+    n_frames, gh, gw = dx.shape
     nb = relevance.shape[1] // (_TIME_CELLS * _SPATIAL_CELLS * _SPATIAL_CELLS)
     lower = np.empty((cf, gh, gw), np.int64)
     w_lower = np.empty((cf, gh, gw))
@@ -952,10 +1011,10 @@ def _spread_time_cells(
     to_bins = np.float32(N_ORIENTATIONS / (2 * np.pi))
     full_turn = np.float32(N_ORIENTATIONS)
     still = np.float32(threshold)
-    for tc in range(t_all // cf):
+    for tc in range(tc_start, tc_start + n_frames // cf):
         hist[:] = 0.0
         for k in range(cf):
-            t = tc * cf + k
+            t = (tc - tc_start) * cf + k
             for y in range(gh):
                 for x in range(gw):
                     u, v = dx[t, y, x], dy[t, y, x]
@@ -1036,9 +1095,9 @@ def _spread_time_cells(
                     )
                     if hof:
                         voxels[y, x] += gathered[y, x, N_ORIENTATIONS] * w_extra[k, y, x]
-            t = tc * cf + k
+            t = (tc - tc_start) * cf + k
             if vectors:
-                _frame_gradient_relevance(component[t], voxels, floor, adjoint, out[t])
+                _frame_gradient_relevance(component[t], voxels, adjoint, out[t])
             else:
                 out[t] += voxels
 
@@ -1079,31 +1138,16 @@ def gradient_relevance(field_: MotionField, relevance: np.ndarray, feature: str)
         return relevance.copy()
     component = np.ascontiguousarray(field_.flow[..., 0 if feature == "mbhx" else 1], np.float32)
     out = np.zeros_like(relevance)
-    floor = _gradient_floor(component)
-    _gradient_relevance(component, np.ascontiguousarray(relevance), floor, out)
+    _gradient_relevance(component, np.ascontiguousarray(relevance), out)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _gradient_floor(component):
-    """1e-12 × the largest |g|² of ``component`` (t, gh, gw) over the clip, in float64."""
-    t, gh, gw = component.shape
-    top = 0.0
-    if gh >= 2 and gw >= 2:
-        for f in range(t):
-            for r in range(gh):
-                for x in range(gw):
-                    gx, gy = _float64_gradient(component[f], r, x)
-                    top = max(top, gx * gx + gy * gy)
-    return 1e-12 * max(top, 1e-300)
-
-
-@njit(cache=True, nogil=True)
-def _gradient_relevance(component, relevance, floor, out):
+def _gradient_relevance(component, relevance, out):
     """`gradient_relevance` of ``component`` (t, gh ≥ 2, gw ≥ 2), added into ``out``."""
     adjoint = np.empty(relevance.shape[1:])
     for f in range(relevance.shape[0]):
-        _frame_gradient_relevance(component[f], relevance[f], floor, adjoint, out[f])
+        _frame_gradient_relevance(component[f], relevance[f], adjoint, out[f])
 
 
 @njit(inline="always")
@@ -1118,11 +1162,18 @@ def _float64_gradient(c, r, x):
 
 
 @njit(inline="always")
-def _frame_gradient_relevance(c, relevance, floor, adjoint, out):
+def _frame_gradient_relevance(c, relevance, adjoint, out):
     """One frame of `gradient_relevance`: component ``c`` (gh, gw), voxel ``relevance``
-    (gh, gw); the vectors' relevance is added into ``out`` (gh, gw)."""
+    (gh, gw); the vectors' relevance is added into ``out`` (gh, gw). A gradient counts as 0
+    at or under 1e-12 × the frame's largest |g|² (round-off)."""
     gh, gw = c.shape
     root = np.median(c)
+    top = 0.0
+    for r in range(gh):
+        for x in range(gw):
+            gx, gy = _float64_gradient(c, r, x)
+            top = max(top, gx * gx + gy * gy)
+    floor = 1e-12 * max(top, 1e-300)
     adjoint[:] = 0.0
     for r in range(gh):
         for x in range(gw):

@@ -102,6 +102,12 @@ def power_l2_normalise(psi: np.ndarray) -> np.ndarray:
     return np.divide(root, norm, out=np.zeros_like(root), where=norm > 0)
 
 
+def row_sums(r: np.ndarray) -> np.ndarray:
+    """Σ_i r_li of an (N, d) float64 array, shape (N,): R(2) per descriptor from R(2) per
+    input dimension. A BLAS GEMV, a third of the time of ``r.sum(axis=1)``."""
+    return r @ np.ones(r.shape[1])
+
+
 class FisherEncoder(BaseEstimator):
     """Improved Fisher vector encoder: per feature type, optional PCA and a diagonal GMM.
 
@@ -502,7 +508,6 @@ class FisherEncoder(BaseEstimator):
 
     def _psi_block(self, desc: LocalDescriptors, f: str, n: int) -> np.ndarray:
         """Ψ of one feature type, shape (2·K·d,), float64."""
-        block = self._derived[f]
         d, k = self.dims_[f], self.n_components
         s0 = np.zeros(k)
         s12 = np.zeros((k, 2 * d))
@@ -511,6 +516,12 @@ class FisherEncoder(BaseEstimator):
                 s0 += gamma.sum(axis=0)
                 # DESIGN §3: Σ_l γ_lk x_l = Γᵀ X and Σ_l γ_lk x_l² = Γᵀ (X∘X), in float64
                 s12 += gamma.T @ stacked
+        return self._psi_of_sums(f, s0, s12, n)
+
+    def _psi_of_sums(self, f: str, s0: np.ndarray, s12: np.ndarray, n: float) -> np.ndarray:
+        """Ψ of one feature type from S0 = Σ_l γ_l (K,) and [S1, S2] (K, 2d) (DESIGN §3)."""
+        block = self._derived[f]
+        d = self.dims_[f]
         s1, s2 = s12[:, :d], s12[:, d:]
         mu, sigma = block.means, block.sigmas
         s0c = s0[:, None]
@@ -772,19 +783,20 @@ class FisherEncoder(BaseEstimator):
         n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
         if out is None:
             out = {f: np.empty((n, self.input_dims_[f])) for f in self.blocks_}
-        index = None
+        index, roots = None, dict.fromkeys(self.blocks_)
         if reference is None:
             a = self._stabilised_weights(r3, epsilon, psi, live)
         else:
             index = np.zeros(n, np.intp) if reference_index is None else reference_index
             index = np.asarray(index, np.intp)
             share = np.bincount(index, minlength=len(reference)) / n
-            rows = [_row(reference, s) for s in range(len(reference))]
-            # Ψ⁰ = Σ_l z⁰_l: each reference's Ψ (as a one-descriptor clip) × its share of N
+            # γ⁰ and x⁰′ of the S reference rows; Ψ⁰ = Σ_l z⁰_l = Σ_s share_s Ψ(x⁰_s), Ψ(x⁰_s)
+            # that of a one-descriptor clip
+            roots = {f: next(self._compute_chunks(reference, f)) for f in self.blocks_}
             psi_ref = np.concatenate(
                 [
-                    sum(w * self._psi_block(row, f, 1) for w, row in zip(share, rows, strict=True))
-                    for f in self.feature_types
+                    self._psi_of_sums(f, share @ g0, (share[:, None] * g0).T @ x0, 1)
+                    for f, (g0, x0) in roots.items()
                 ]
             )
             a = self._stabilised_weights(r3, epsilon, psi - psi_ref, live)
@@ -792,8 +804,10 @@ class FisherEncoder(BaseEstimator):
         with _workspace() as work:
             for f in self.blocks_:
                 a_f = a[self.blocks_[f]]
-                r2[f] = self._input_block(desc, f, a_f, n, epsilon, out[f], work, reference, index)
-        return r2, float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
+                r2[f] = self._input_block(
+                    desc, f, a_f, n, epsilon, out[f], work, reference, index, roots[f]
+                )
+        return r2, float(r3.sum() - sum(float(row_sums(r).sum()) for r in r2.values()))
 
     def _input_block(
         self,
@@ -806,9 +820,11 @@ class FisherEncoder(BaseEstimator):
         work: _Workspace,
         reference: LocalDescriptors | None = None,
         index: np.ndarray | None = None,
+        root: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """`dimension_relevance` of one feature type into ``out``: the FV layer, then the PCA
-        layer, block by block in ``work``'s scratch arrays."""
+        layer, block by block in ``work``'s scratch arrays. ``root``: γ⁰ (S, K) and
+        [x⁰′, x⁰′∘x⁰′] (S, 2d) of the ``reference`` rows."""
         d = self.dims_[f]
         pqc = np.concatenate(self._relevance_terms(f, a, n), axis=1)  # (K, 3d)
         pca = f in self.pca_components_
@@ -818,7 +834,7 @@ class FisherEncoder(BaseEstimator):
             origins = self.pca_mean_[f][None, :] if pca else None
         else:
             # R(2) of the reference rows themselves, z⁰ in the same terms
-            ((gamma0, ref_stacked),) = self._compute_chunks(reference, f)
+            gamma0, ref_stacked = root
             g0 = gamma0 @ pqc
             ref_value = ref_stacked[:, :d] * g0[:, :d] + ref_stacked[:, d:] * g0[:, d : 2 * d]
             ref_value += g0[:, 2 * d :]
@@ -897,12 +913,6 @@ def _times_deviation(block, x, origins, index):
         origin = origins[index[row]]
         for j in range(d):
             block[row, j] *= np.float64(x[row, j]) - origin[j]
-
-
-def _row(desc: LocalDescriptors, i: int) -> LocalDescriptors:
-    return LocalDescriptors(
-        {f: x[i : i + 1] for f, x in desc.features.items()}, desc.boxes[i : i + 1]
-    )
 
 
 def _n_descriptors(

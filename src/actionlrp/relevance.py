@@ -17,10 +17,11 @@ import numpy as np
 from actionlrp.codec import MotionField, _workspace
 from actionlrp.descriptors import (
     LocalDescriptors,
-    spread_bin_relevance,
+    spread_bins,
     spread_relevance,
     still_reference,
 )
+from actionlrp.fisher import row_sums
 
 #: Default ε, relative to the clip's mean |Ψ_d| (see `FisherEncoder.relevance_epsilon`). On the
 #: built-in data (`benchmarks/bench_faithfulness.py`) 1 localises and orders regions better than
@@ -192,12 +193,9 @@ def _explain(model, field, descriptors, class_name, epsilon, fine, reference) ->
                 reference_index=ref_index,
                 out=scratch,
             )
-            r2 = {f: r.sum(axis=1) for f, r in bins.items()}
+            r2 = {f: row_sums(r) for f, r in bins.items()}
             if fine:
-                by_feature = {
-                    f: spread_bin_relevance(field, descriptors, r, f, params, reference=reference)
-                    for f, r in bins.items()
-                }
+                by_feature = spread_bins(field, descriptors, bins, params, reference=reference)
     else:
         r2, absorbed = encoder.relevance_epsilon(descriptors, r3, epsilon, psi=psi, live=live)
     if not fine:

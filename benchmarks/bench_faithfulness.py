@@ -120,20 +120,20 @@ def render_speed(model, width: int = 320, height: int = 240) -> dict[str, float]
 
 
 def speed(model, path: Path, repeat: int = 5) -> dict[str, float]:
-    """Explaining a clip ÷ classifying it (both from the file, medians): the paper's rule, and
-    the fine one from a motionless root."""
+    """Explaining a clip ÷ classifying it (both from the file, medians): the paper's rule, the
+    fine one from a motionless root (the default), and the fine one without a root."""
 
     def classify() -> None:
         field = motion_field(path, model.motion, model.cell)
         model.decision_function_descriptors([describe(field, model.params_)])
 
-    def explain_clip(fine: bool) -> None:  # each rule as the command line runs it
+    def explain_clip(fine: bool, reference: str | None) -> None:  # as the command line runs it
         field = motion_field(path, model.motion, model.cell)
-        reference = "still" if fine else None
         explain(model, field, describe(field, model.params_), fine=fine, reference=reference)
 
-    runs = {"classify": classify, "uniform": lambda: explain_clip(False)}
-    runs["fine"] = lambda: explain_clip(True)
+    runs = {"classify": classify, "uniform": lambda: explain_clip(False, None)}
+    runs["fine"] = lambda: explain_clip(True, "still")
+    runs["plain"] = lambda: explain_clip(True, None)
     times: dict[str, list[float]] = {name: [] for name in runs}
     classify()  # warm-up
     for _ in range(repeat):
@@ -142,7 +142,7 @@ def speed(model, path: Path, repeat: int = 5) -> dict[str, float]:
             run()
             times[name].append(time.perf_counter() - start)
     base = float(np.median(times["classify"]))
-    return {name: float(np.median(times[name])) / base for name in ("uniform", "fine")}
+    return {name: float(np.median(times[name])) / base for name in ("uniform", "fine", "plain")}
 
 
 def fight_fold(n: int, model_path: str) -> tuple[ActionModel, list]:
@@ -203,22 +203,22 @@ def main() -> int:
                 f"{delta.mean():+.4f}, {int((delta > 0).sum())}/{len(rows)}"
             )
     print("\nexplain ÷ classify, from the file (medians of 5 interleaved runs per clip)")
-    print(f"  {'clips':<28} {'uniform':>8} {'fine':>6} {'fine, worst clip':>17}")
+    print(f"  {'clips':<22} {'uniform':>8} {'fine':>6} {'fine, worst clip':>17} {'no root':>8}")
     everything = []
-    for suffix, codec in ((".mp4", "H.264"), (".avi", "MPEG-4 Part 2")):
-        chosen = [c for c in split.test if c.path.suffix == suffix][::2][:6]
-        s = [speed(model, c.path) for c in chosen]
-        everything += s
+    groups = [(".mp4", "H.264"), (".avi", "MPEG-4 Part 2")]
+    for suffix, codec in [*groups, (None, "all")]:
+        if suffix is None:
+            s = everything
+        else:
+            chosen = [c for c in split.test if c.path.suffix == suffix][::2][:6]
+            s = [speed(model, c.path) for c in chosen]
+            everything += s
         if s:
             print(
-                f"  {f'{len(s)} {codec}':<28} {np.mean([x['uniform'] for x in s]):8.2f} "
-                f"{np.mean([x['fine'] for x in s]):6.2f} {max(x['fine'] for x in s):17.2f}"
+                f"  {f'{len(s)} {codec}':<22} {np.mean([x['uniform'] for x in s]):8.2f} "
+                f"{np.mean([x['fine'] for x in s]):6.2f} {max(x['fine'] for x in s):17.2f} "
+                f"{np.mean([x['plain'] for x in s]):8.2f}"
             )
-    print(
-        f"  {'all':<28} {np.mean([x['uniform'] for x in everything]):8.2f} "
-        f"{np.mean([x['fine'] for x in everything]):6.2f} "
-        f"{max(x['fine'] for x in everything):17.2f}"
-    )
     r = render_speed(model)
     print(
         f"heatmap video at 320×240: {r['plain']:.0f} frames/s, "

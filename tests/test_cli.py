@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -146,3 +147,17 @@ def test_the_fine_rule_is_rooted_in_no_motion_unless_told_otherwise(argv, expect
     args = build_parser().parse_args(argv)
     fine = args.fine if argv[0] == "explain" else not args.uniform
     assert _reference(args, fine) == expected
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "4"), ("12", "12")])
+def test_importing_actionlrp_first_lets_openblas_threads_sleep_at_once(preset, expected):
+    # Set before numpy is loaded (OpenBLAS reads it then), unless the user set it already.
+    code = (
+        "import os, sys; import actionlrp; "
+        "print('numpy' in sys.modules, os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["False", expected], done.stderr

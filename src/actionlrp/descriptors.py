@@ -762,15 +762,38 @@ def spread_relevance(
 def _box_add(grid: tuple[int, int, int], boxes: tuple[np.ndarray, ...], values: np.ndarray):
     """Σ over boxes of ``value`` on every voxel inside: corner updates, then 3 cumulative sums."""
     t, gh, gw = grid
-    diff = np.zeros((t + 1) * (gh + 1) * (gw + 1), np.float64)
-    t0, t1, y0, y1, x0, x1 = boxes
-    for tt, ts in ((t0, 1), (t1, -1)):
-        for yy, ys in ((y0, 1), (y1, -1)):
-            for xx, xs in ((x0, 1), (x1, -1)):
-                index = (tt * (gh + 1) + yy) * (gw + 1) + xx
-                diff += np.bincount(index, values * (ts * ys * xs), diff.size)
-    diff = diff.reshape(t + 1, gh + 1, gw + 1)
-    return diff.cumsum(0).cumsum(1).cumsum(2)[:t, :gh, :gw]
+    t0, t1, y0, y1, x0, x1 = (np.asarray(b, np.int64) for b in boxes)
+    if len(values) and (
+        min(t0.min(), y0.min(), x0.min()) < 0 or t1.max() > t or y1.max() > gh or x1.max() > gw
+    ):
+        raise ValueError(f"boxes reach outside the grid {grid}")
+    out = np.zeros((t + 1, gh + 1, gw + 1))
+    _box_corners(t0, t1, y0, y1, x0, x1, np.asarray(values, np.float64), out)
+    return out[:t, :gh, :gw]
+
+
+@njit(cache=True, nogil=True)
+def _box_corners(t0, t1, y0, y1, x0, x1, values, out):
+    """+value at the 8 corners of each box (signs alternating), then prefix sums along each
+    axis of ``out`` (t + 1, gh + 1, gw + 1), in place."""
+    for n in range(values.shape[0]):
+        v = values[n]
+        for tt, ts in ((t0[n], v), (t1[n], -v)):
+            for yy, ys in ((y0[n], ts), (y1[n], -ts)):
+                out[tt, yy, x0[n]] += ys
+                out[tt, yy, x1[n]] -= ys
+    nt, ny, nx = out.shape
+    for a in range(1, nt):
+        for b in range(ny):
+            for c in range(nx):
+                out[a, b, c] += out[a - 1, b, c]
+    for a in range(nt):
+        for b in range(1, ny):
+            for c in range(nx):
+                out[a, b, c] += out[a, b - 1, c]
+        for b in range(ny):
+            for c in range(1, nx):
+                out[a, b, c] += out[a, b, c - 1]
 
 
 def spread_bin_relevance(

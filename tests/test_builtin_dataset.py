@@ -10,17 +10,10 @@ import av
 import numpy as np
 import pytest
 
+from actionlrp.builtin import ACTION_CLASSES, load_ground_truth, make_action_clip, make_dataset
 from actionlrp.codec import read_motion_field
 from actionlrp.descriptors import DescriptorParams, describe
 from actionlrp.errors import DatasetError
-from actionlrp.synthetic import (
-    ACTION_CLASSES,
-    SyntheticObject,
-    _object_affine,
-    load_ground_truth,
-    make_action_clip,
-    make_dataset,
-)
 
 SMALL = {"classes": 6, "clips_per_class": 2, "n_frames": 45, "seed": 0}
 JSON_KEYS = {
@@ -337,41 +330,3 @@ def test_unknown_action_and_too_few_frames_raise_value_error(tmp_path):
         make_action_clip(tmp_path / "x.mp4", "dance", seed=0)
     with pytest.raises(ValueError, match="n_frames"):
         make_action_clip(tmp_path / "x.mp4", "walk", seed=0, n_frames=10)
-
-
-# --------------------------------------------------------------------------------------------
-# The motion kinds the actions use
-
-
-def test_bounce_is_a_ballistic_hop_that_lands_after_each_period():
-    hop = SyntheticObject("bounce", 10, centre=(50.0, 80.0), amplitude=20.0, period=10.0)
-    ys = [hop.pose(t, (0.0, 0.0))[1] for t in range(21)]
-    assert ys[0] == ys[10] == pytest.approx(ys[20]) == pytest.approx(80.0)
-    assert ys[5] == pytest.approx(60.0)  # the top: amplitude px higher
-    steps = np.diff(ys[:6])
-    assert np.all(steps < 0) and np.all(np.diff(np.abs(steps)) < 0)  # rises, slowing down
-
-
-@pytest.mark.parametrize(
-    "obj",
-    [
-        SyntheticObject("swing", (20, 60), amplitude=12.0, period=16.0, pivot=(0.0, 1.0)),
-        SyntheticObject("grow", (30, 20), scale_per_frame=1.05, pivot=(0.5, -0.25)),
-        SyntheticObject("rotate", (30, 20), degrees_per_frame=7.0, pivot=(1.0, 0.0)),
-    ],
-    ids=["swing", "grow", "rotate"],
-)
-def test_the_pivot_stays_in_place(obj):
-    h, w = obj.shape
-    pivot = np.array([obj.pivot[0] * w - 0.5, obj.pivot[1] * h - 0.5, 1.0])  # texture pixels
-    where = [_object_affine(obj, t, (80.0, 60.0), 0.0, 0.0) @ pivot for t in range(12)]
-    assert np.allclose(where, where[0], atol=1e-9)
-    moved = _object_affine(obj, 5, (80.0, 60.0), 0.0, 0.0)
-    assert not np.allclose(moved, _object_affine(obj, 0, (80.0, 60.0), 0.0, 0.0))
-
-
-def test_default_pivot_keeps_the_existing_motions_unchanged():
-    rotate = SyntheticObject("rotate", 30, centre=(40.0, 50.0), degrees_per_frame=5.0)
-    grow = SyntheticObject("grow", 30, centre=(40.0, 50.0), scale_per_frame=1.1)
-    assert rotate.pose(7, (0.0, 0.0)) == (40.0, 50.0, 35.0, 1.0)
-    assert grow.pose(3, (0.0, 0.0)) == (40.0, 50.0, 0.0, pytest.approx(1.1**3))

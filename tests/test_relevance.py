@@ -208,7 +208,7 @@ def test_bin_relevance_through_pca_equals_a_direct_computation(setup, pca_model)
 
 
 def test_bin_relevance_from_the_still_reference_equals_a_direct_computation(setup, pca_model):
-    from actionlrp.descriptors import still_reference
+    from actionlrp.descriptors_lrp import still_reference
 
     model, fields, descs, _ = setup
     for m in (model, pca_model):
@@ -266,7 +266,7 @@ def test_fine_relevance_of_a_large_video_lands_on_its_own_grid(setup, tmp_path):
 
 def test_still_reference_gives_motionless_cubes_no_relevance(setup):
     from actionlrp.codec import MotionField
-    from actionlrp.descriptors import still_reference
+    from actionlrp.descriptors_lrp import still_reference
 
     model = setup[0]
     flow = np.zeros((30, 12, 16, 2), np.float32)

@@ -1,14 +1,15 @@
-"""One-vs-rest linear SVM on Fisher vectors and its evaluation (DESIGN §4).
+"""One-vs-rest linear SVM on Fisher vectors, its relevance step, and its evaluation (design §4).
 
 The score of class c is exactly ``f_c(x) = w_c · Φ + b_c`` (`LinearClassifier.decision_function`),
-the form the relevance step decomposes (DESIGN §5: ``R(3)_d = w_cd Φ_d + b_c / D``).
+the form the relevance step decomposes (`LinearClassifier.relevance`, design §5.2:
+``R(3)_d = w_cd Φ_d + b_c / D′``).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -16,6 +17,13 @@ from sklearn.metrics import average_precision_score, confusion_matrix
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
+
+if TYPE_CHECKING:
+    from actionlrp.relevance import Forward
+    from actionlrp.rules import Rule
+
+#: |Ψ_d| at or under this fraction of max |Ψ| counts as unpopulated (exp underflow, round-off).
+LIVE_THRESHOLD = 1e-9
 
 
 class LinearClassifier(BaseEstimator):
@@ -143,7 +151,7 @@ class LinearClassifier(BaseEstimator):
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Scores ``f_c(x) = w_c · Φ + b_c`` (DESIGN §4), exactly ``X @ coef_.T + intercept_``.
+        """Scores ``f_c(x) = w_c · Φ + b_c`` (design §4), exactly ``X @ coef_.T + intercept_``.
 
         Parameters
         ----------
@@ -161,6 +169,31 @@ class LinearClassifier(BaseEstimator):
                 "the classifier was trained on)"
             )
         return X @ self.coef_.T + self.intercept_
+
+    def relevance(self, forward: Forward, r: np.ndarray, rule: Rule) -> np.ndarray:
+        """The relevance step: relevance of the class scores → R(3) per dimension of Φ.
+
+        Parameters
+        ----------
+        forward : Forward
+            The clip's forward pass (``fisher.phi`` and the dimensions it populates, ``live``).
+        r : ndarray, shape (n_classes,)
+            How much of each class's score is explained: one-hot for one class, +1 / −1 for the
+            contrast of two. The score explained is ``r · f(x)``.
+        rule : Rule
+            Unused: the layer is linear and its relevance exact.
+
+        Returns
+        -------
+        ndarray, shape (D,), float64
+            ``R(3)_d = (r W)_d Φ_d + (r · b) / D′`` (`relevance_fv`), summing to ``r · f(x)``.
+        """
+        check_is_fitted(self, "coef_")
+        r = np.asarray(r, np.float64)
+        if r.shape != self.classes_.shape:
+            raise ValueError(f"r must have shape {self.classes_.shape}, got {r.shape}")
+        coef, intercept = r @ self.coef_, float(r @ self.intercept_)
+        return relevance_fv(forward.fisher.phi, coef, intercept, forward.live)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class names of the highest scores, shape (n_clips,)."""
@@ -224,7 +257,7 @@ class LinearClassifier(BaseEstimator):
 def evaluate_scores(
     y_true: Sequence[str], scores: np.ndarray, classes: Sequence[str]
 ) -> dict[str, Any]:
-    """Accuracy, average precision per class and its mean, confusion matrix (DESIGN §4).
+    """Accuracy, average precision per class and its mean, confusion matrix (design §4).
 
     Parameters
     ----------
@@ -286,3 +319,35 @@ def _check_features(X: np.ndarray, name: str) -> np.ndarray:
     if not np.all(np.isfinite(X)):
         raise ValueError(f"{name} contains NaN or infinity")
     return X
+
+
+def relevance_fv(
+    phi: np.ndarray, coef: np.ndarray, intercept: float, live: np.ndarray | None = None
+) -> np.ndarray:
+    """R(3)_d = w_cd·Φ_d + b_c / D′, so Σ_d R(3)_d = f_c(x) exactly (design §5.2).
+
+    The bias is shared over the D′ dimensions in ``live`` (default: all D). The relevance step
+    passes the dimensions the clip populates (`populated`): a dimension of a Gaussian that no
+    descriptor of the clip reaches (Ψ_d = 0) has no descriptor to hand its share on to.
+
+    Parameters
+    ----------
+    phi : ndarray, shape (D,)
+        Normalised Fisher vector.
+    coef : ndarray, shape (D,)
+        The class's SVM weights w_c.
+    intercept : float
+        The class's SVM bias b_c.
+    live : ndarray of bool, shape (D,), optional
+    """
+    phi = np.asarray(phi, np.float64)
+    r3 = np.asarray(coef, np.float64) * phi
+    if live is None or not live.any():
+        return r3 + float(intercept) / phi.size
+    r3[live] += float(intercept) / int(live.sum())
+    return r3
+
+
+def populated(psi: np.ndarray) -> np.ndarray:
+    """The dimensions of Ψ a clip populates: |Ψ_d| > `LIVE_THRESHOLD` × max |Ψ|, bool (D,)."""
+    return np.abs(psi) > LIVE_THRESHOLD * np.abs(psi).max(initial=0.0)

@@ -80,7 +80,7 @@ def _report_failures(failed: Sequence[str]) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from actionlrp.synthetic import make_dataset
+    from actionlrp.builtin import make_dataset
 
     start = time.perf_counter()
     info = make_dataset(
@@ -223,13 +223,13 @@ def cmd_reproduce_hmdb51(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from actionlrp.model import ActionModel
-    from actionlrp.render import explain_video, summary
+    from actionlrp.render import summary
+    from actionlrp.report import explain_video
 
     start = time.perf_counter()
+    rule = _rule(args)
     model = ActionModel.load(args.model)
-    e, report = explain_video(
-        args.video, model, args.out, args.cls, args.epsilon, args.fine, _reference(args, args.fine)
-    )
+    e, report = explain_video(args.video, model, args.out, args.cls, rule)
     result = summary(e)
     result.pop("frame_relevance")
     result["report"] = str(report)
@@ -241,9 +241,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_explain_dataset(args: argparse.Namespace) -> int:
     from actionlrp.datasets import load_split
     from actionlrp.model import ActionModel
-    from actionlrp.render import explain_dataset
+    from actionlrp.report import explain_dataset
 
     start = time.perf_counter()
+    rule = _rule(args)
     model = ActionModel.load(args.model)
     split = load_split(args.data, layout=args.layout, splits_dir=args.splits, split=args.split)
     clips = split.test or split.train
@@ -251,11 +252,9 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
         model,
         clips,
         args.out,
-        args.epsilon,
-        fine=not args.uniform,
+        rule,
         reports=args.reports,
         progress=not args.json and sys.stderr.isatty(),
-        reference=_reference(args, not args.uniform),
     )
     data = json.loads((Path(args.out) / "summary.json").read_text())
     _report_failures(data["failed"])
@@ -279,21 +278,29 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
     return _exit_code(data["n_failed"], len(clips))
 
 
-def _add_reference_option(p: argparse.ArgumentParser) -> None:
+def _add_rule_options(p: argparse.ArgumentParser) -> None:
+    from actionlrp.rules import DEFAULT_RULE, RULES
+
     p.add_argument(
-        "--reference",
-        choices=["still", "none"],
-        default=None,
-        help="root of the relevance: 'still' shares it by each cube's (and vector's) deviation "
-        "from no motion, 'none' is the paper's ε-rule (default: still for the fine rule, none "
-        "for the paper's)",
+        "--rule",
+        choices=list(RULES),
+        default=DEFAULT_RULE.name,
+        help="how relevance is handed down: 'fine' through the histogram bins to the vectors, "
+        "measured from no motion; 'paper' evenly over each cube; 'fine-zero' the fine spreading "
+        f"with the plain ε-rule (default: {DEFAULT_RULE.name})",
+    )
+    p.add_argument(
+        "--epsilon", type=float, default=None, help="the rule's ε, × the clip's mean |Ψ| (1.0)"
     )
 
 
-def _reference(args: argparse.Namespace, fine: bool) -> str | None:
-    if args.reference is None:
-        return "still" if fine else None
-    return None if args.reference == "none" else args.reference
+def _rule(args: argparse.Namespace):
+    from actionlrp.rules import get_rule
+
+    try:
+        return get_rule(args.rule, args.epsilon)
+    except ValueError as exc:
+        raise ActionLRPError(f"--epsilon {args.epsilon}: must be ≥ 0") from exc
 
 
 def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
@@ -407,9 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--class", dest="cls", default=None, help="class to explain (default: predicted)"
     )
-    p.add_argument("--epsilon", type=float, default=None, help="ε relative to mean |Ψ| (1.0)")
-    p.add_argument("--fine", action="store_true", help="relevance to individual vectors")
-    _add_reference_option(p)
+    _add_rule_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_explain)
 
@@ -418,9 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True, help="folder for report.html and its parts")
     _add_layout_options(p)
-    p.add_argument("--epsilon", type=float, default=None, help="ε relative to mean |Ψ| (1.0)")
-    p.add_argument("--uniform", action="store_true", help="spread evenly over cubes (the paper)")
-    _add_reference_option(p)
+    _add_rule_options(p)
     p.add_argument("--reports", type=int, default=3, help="full clip reports per class")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_explain_dataset)

@@ -22,13 +22,11 @@ What happens with frames and blocks that carry no vector:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import queue
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -37,7 +35,16 @@ from av.sidedata.motionvectors import MotionVectors
 from av.sidedata.sidedata import SideDataContainer
 from numba import njit
 
+from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.errors import NoMotionVectorsError, VideoError
+from actionlrp.video import (  # noqa: F401 — MotionField and grid_size are re-exported
+    _PICTURE_TYPES,
+    MotionField,
+    _frame_rate,
+    _reason,
+    grid_size,
+    open_video,
+)
 
 #: FFmpeg decoders that export motion vectors with ``flags2=+export_mvs``.
 CODECS_WITH_VECTORS = frozenset(
@@ -97,120 +104,6 @@ _SIGNATURES = {
     "float32[:, :, :, ::1])",
     "_fill_gaps": "void(float32[:, :, ::1], int64, int64[::1], boolean)",
 }
-_PICTURE_TYPES = {1: "I", 2: "P", 3: "B", 4: "S", 5: "I", 6: "P", 7: "B"}
-
-
-@dataclass(frozen=True)
-class MotionField:
-    """Forward motion of a clip on a regular pixel grid: the input layer of the model.
-
-    Attributes
-    ----------
-    flow : ndarray, shape (T, gh, gw, 2), float32
-        Flow ``(dx, dy)`` in pixels per frame of each grid cell of frame ``t``: the motion from
-        frame ``t − 1`` to frame ``t`` of the content seen there in frame ``t`` (a P-frame block at
-        ``dst`` predicted from ``src`` in frame ``t − d`` gives ``(dst − src) / d``). Frame 0 has
-        no previous frame and takes the motion of its neighbours. ``gh = ceil(height / cell)``,
-        ``gw = ceil(width / cell)``.
-    frame_types : ndarray, shape (T,), str
-        Picture type of each frame in display order: ``"I"``, ``"P"``, ``"B"``, ``"S"``
-        (MPEG-4 GMC) or ``"?"``.
-    has_vectors : ndarray, shape (T,), bool
-        True where the frame carried motion vectors of its own (False for filled frames).
-    timestamps : ndarray, shape (T,), float64
-        Presentation time of each frame in seconds.
-    width, height : int
-        Video size in pixels.
-    fps : float
-        Nominal frame rate in frames per second.
-    cell : int
-        Grid cell size in pixels.
-    codec, container : str
-        FFmpeg names of the video codec and the container format.
-    method : str
-        ``"mv"`` (motion vectors) or ``"flow"`` (pixel-domain Farnebäck reference).
-    """
-
-    flow: np.ndarray
-    frame_types: np.ndarray
-    has_vectors: np.ndarray
-    timestamps: np.ndarray
-    width: int
-    height: int
-    fps: float
-    cell: int
-    codec: str = ""
-    container: str = ""
-    method: str = "mv"
-
-    @property
-    def n_frames(self) -> int:
-        """Number of frames T."""
-        return int(self.flow.shape[0])
-
-    @property
-    def grid_shape(self) -> tuple[int, int, int]:
-        """``(T, gh, gw)``: the shape of the voxel grid that relevance maps live on."""
-        return (int(self.flow.shape[0]), int(self.flow.shape[1]), int(self.flow.shape[2]))
-
-    def mean_flow(self) -> tuple[float, float]:
-        """Mean ``(dx, dy)`` in pixels per frame over all grid cells and frames."""
-        if self.flow.size == 0:
-            return (0.0, 0.0)
-        m = self.flow.reshape(-1, 2).mean(axis=0, dtype=np.float64)
-        return (float(m[0]), float(m[1]))
-
-    def summary(self) -> dict:
-        """The numbers ``actionlrp motion`` prints."""
-        dx, dy = self.mean_flow()
-        return {
-            "codec": self.codec,
-            "container": self.container,
-            "width": self.width,
-            "height": self.height,
-            "fps": round(self.fps, 3),
-            "frames": self.n_frames,
-            "frames_with_vectors": int(self.has_vectors.sum()),
-            "mean_flow": [round(dx, 4), round(dy, 4)],
-        }
-
-
-def grid_size(height: int, width: int, cell: int) -> tuple[int, int]:
-    """``(gh, gw)``: rows and columns of ``cell``-px cells that cover a ``height × width`` frame."""
-    return (-(-height // cell), -(-width // cell))
-
-
-# --------------------------------------------------------------------------------------------
-# Opening a video, with the project's errors
-
-
-@contextlib.contextmanager
-def open_video(
-    path: str | os.PathLike,
-) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
-    """Open ``path`` and yield ``(container, video_stream)``; every failure is a `VideoError`."""
-    p = Path(path)
-    if not p.exists():
-        raise VideoError(f"{p}: no such file")
-    if p.is_dir():
-        raise VideoError(f"{p}: is a directory, not a video file")
-    if p.stat().st_size == 0:
-        raise VideoError(f"{p}: empty file")
-    try:
-        container = av.open(str(p), metadata_errors="ignore")
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise VideoError(f"{p}: not a readable video ({_reason(exc)})") from None
-    try:
-        if not container.streams.video:
-            raise VideoError(f"{p}: no video stream")
-        yield container, container.streams.video[0]
-    finally:
-        container.close()
-
-
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return " ".join(str(text).split())
 
 
 def _check_codec(path: Path, codec: str) -> None:
@@ -219,71 +112,6 @@ def _check_codec(path: Path, codec: str) -> None:
             f"{path}: {codec.upper()} exports no motion vectors; re-run with --transcode "
             "(re-encodes to MPEG-4 Part 2 in a temporary file)"
         )
-
-
-def _frame_rate(stream: av.VideoStream) -> float:
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate:
-            value = float(rate)
-            if 0.0 < value < 1000.0:
-                return value
-    return 25.0
-
-
-# --------------------------------------------------------------------------------------------
-# Scratch memory
-
-
-class _Workspace:
-    """Scratch arrays kept from one call to the next.
-
-    Fresh memory costs a page fault per page on first use, which for a short clip takes longer
-    than the arithmetic done in it. `_workspace` lends one to a thread for a while.
-    """
-
-    #: Arrays larger than this are not kept once the workspace is handed back, nor more than
-    #: ``keep_total`` bytes of them (the smallest are kept).
-    keep_bytes = 16 << 20
-    keep_total = 64 << 20
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, np.ndarray] = {}
-
-    def array(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
-        """An array of ``shape`` (contents undefined), valid until the next call for ``name``."""
-        dtype = np.dtype(dtype)
-        size = math.prod(shape)
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.dtype != dtype or buffer.size < size:
-            buffer = self._buffers[name] = np.empty(size, dtype)
-        return buffer[:size].reshape(shape)
-
-    def trim(self) -> None:
-        """Drop the large arrays, and the largest ones beyond ``keep_total`` bytes in all."""
-        kept, total = {}, 0
-        for name, buffer in sorted(self._buffers.items(), key=lambda item: item[1].nbytes):
-            if buffer.nbytes > self.keep_bytes or total + buffer.nbytes > self.keep_total:
-                break
-            kept[name] = buffer
-            total += buffer.nbytes
-        self._buffers = kept
-
-
-_IDLE_WORKSPACES: list[_Workspace] = []
-
-
-@contextlib.contextmanager
-def _workspace() -> Iterator[_Workspace]:
-    """A `_Workspace` that no other thread uses meanwhile (list.pop and append are atomic)."""
-    try:
-        work = _IDLE_WORKSPACES.pop()
-    except IndexError:
-        work = _Workspace()
-    try:
-        yield work
-    finally:
-        work.trim()
-        _IDLE_WORKSPACES.append(work)
 
 
 # --------------------------------------------------------------------------------------------

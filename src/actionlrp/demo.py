@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+from actionlrp.builtin import LOCALISATION_KEYS, make_dataset
 from actionlrp.datasets import load_split
 from actionlrp.model import ActionModel, evaluate_clips
-from actionlrp.render import LOCALISATION_KEYS, explain_dataset
-from actionlrp.synthetic import make_dataset
+from actionlrp.report import explain_dataset
 
 
 def _say(message: str) -> None:

@@ -25,3 +25,7 @@ class DatasetError(ActionLRPError):
 
 class EmptyClipError(ActionLRPError):
     """A clip has no local descriptors (N = 0), so it has no Fisher vector."""
+
+
+class UnknownClassError(ActionLRPError, ValueError):
+    """A class name the model does not know; the message lists the model's classes."""

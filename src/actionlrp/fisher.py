@@ -1,18 +1,16 @@
-"""Improved Fisher vectors of local descriptors (DESIGN §3) and their relevance step (DESIGN §5).
+"""Improved Fisher vectors of local descriptors (design §3): the forward step of the Fisher layer.
 
-Forward: for each feature type f, the clip's descriptors are projected (optional PCA), softly
-assigned to the K components of a diagonal GMM, and summarised by the gradient statistics
+For each feature type f, the clip's descriptors are projected (optional PCA), softly assigned
+to the K components of a diagonal GMM, and summarised by the gradient statistics
 
     Ψ^μ_ki = Σ_l γ_lk u_lki / (N √π_k),    Ψ^σ_ki = Σ_l γ_lk (u_lki² − 1) / (N √(2π_k)),
 
 with ``u_lki = (x_li − μ_ki) / σ_ki``. Ψ = [Ψ_HOF, Ψ_MBHx, Ψ_MBHy]; each type's block is
 ``[Ψ^μ (K·d, k-major), Ψ^σ (K·d, k-major)]``. Φ = sign(Ψ)|Ψ|^½ / ‖sign(Ψ)|Ψ|^½‖₂.
+The summand of Ψ_d is descriptor l's contribution ``z_ld``, which the relevance step
+(`FisherEncoder.relevance`, maths in `actionlrp.fisher_lrp`) hands R(3) back by.
 
-Backward: the contribution of descriptor l to dimension d of Ψ is ``z_ld`` (the summand above),
-so ``Ψ_d = Σ_l z_ld`` and the ε-rule hands R(3) back to the descriptors as
-``R(2)_l = Σ_d z_ld R(3)_d / (Ψ_d + ε sign Ψ_d)``.
-
-Both directions are matrix products over blocks of descriptors; no N × D matrix is ever built and
+Everything is a matrix product over blocks of descriptors; no N × D matrix is ever built and
 there is no loop over descriptors or components.
 
 Precision
@@ -29,29 +27,32 @@ float64 round-off, which is what the ε-rule's conservation needs.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numba import njit
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
-from actionlrp.codec import _Workspace, _workspace
+from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.descriptors import FEATURE_TYPES, LocalDescriptors
 from actionlrp.errors import EmptyClipError
+
+if TYPE_CHECKING:
+    from actionlrp.relevance import Forward
+    from actionlrp.rules import Rule
 
 #: Descriptors per block of the matrix products. Memory stays at a few MB whatever the clip's
 #: length, and a block's γ (2048 × 256 float64: 4 MB) stays in cache: 2048 encoded ~20 % faster
 #: than 4096–16384 in benchmarks/bench_fisher.py. Blocks' statistics are summed in float64.
 CHUNK_ROWS = 2048
-#: Most numbers per feature type that `FisherEncoder.reusing_assignments` keeps (float64: 8 B).
-MEMO_ENTRIES = 1 << 23
+#: Most numbers per feature type that ``encode(..., keep_assignments=True)`` keeps (float64: 8 B);
+#: a longer clip's blocks are computed again when the relevance step needs them.
+KEPT_ENTRIES = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -61,16 +62,37 @@ class FisherVector:
     Attributes
     ----------
     psi : ndarray, shape (D,), float64
-        Unnormalised Ψ (DESIGN §3), the concatenation of the feature types' blocks.
+        Unnormalised Ψ (design §3), the concatenation of the feature types' blocks.
     phi : ndarray, shape (D,), float64
         Normalised Φ = sign(Ψ)|Ψ|^½ / ‖sign(Ψ)|Ψ|^½‖₂ (all zeros if Ψ is all zeros).
     n_descriptors : int
         N, the number of local descriptors encoded.
+    assignments : SoftAssignments or None
+        The clip's soft assignments and centred descriptors, kept for the relevance step
+        (``encode(..., keep_assignments=True)``); None where they were not kept.
     """
 
     psi: np.ndarray
     phi: np.ndarray
     n_descriptors: int
+    assignments: SoftAssignments | None = None
+
+
+@dataclass(frozen=True)
+class SoftAssignments:
+    """The forward state of the Fisher layer for one clip, for its relevance step.
+
+    Attributes
+    ----------
+    descriptors : LocalDescriptors
+        The clip they belong to.
+    blocks : dict of str to list of (ndarray, ndarray)
+        Per feature type, per block of at most `CHUNK_ROWS` descriptors: γ (n, K) and
+        [x′, x′∘x′] (n, 2d), float64, x′ the descriptor after PCA minus the mixture's mean.
+    """
+
+    descriptors: LocalDescriptors
+    blocks: dict[str, list[tuple[np.ndarray, np.ndarray]]]
 
 
 @dataclass(frozen=True)
@@ -87,7 +109,7 @@ class _Block:
 
 
 def power_l2_normalise(psi: np.ndarray) -> np.ndarray:
-    """Φ = sign(Ψ)|Ψ|^½ / ‖sign(Ψ)|Ψ|^½‖₂ (DESIGN §3); all zeros when Ψ is all zeros.
+    """Φ = sign(Ψ)|Ψ|^½ / ‖sign(Ψ)|Ψ|^½‖₂ (design §3); all zeros when Ψ is all zeros.
 
     Parameters
     ----------
@@ -100,12 +122,6 @@ def power_l2_normalise(psi: np.ndarray) -> np.ndarray:
     root = np.sign(psi) * np.sqrt(np.abs(psi, dtype=np.float64))
     norm = np.linalg.norm(root, axis=-1, keepdims=True)
     return np.divide(root, norm, out=np.zeros_like(root), where=norm > 0)
-
-
-def row_sums(r: np.ndarray) -> np.ndarray:
-    """Σ_i r_li of an (N, d) float64 array, shape (N,): R(2) per descriptor from R(2) per
-    input dimension. A BLAS GEMV, a third of the time of ``r.sum(axis=1)``."""
-    return r @ np.ones(r.shape[1])
 
 
 class FisherEncoder(BaseEstimator):
@@ -411,7 +427,7 @@ class FisherEncoder(BaseEstimator):
             offset = self.pca_mean_[f] @ components.T + centre
         else:
             projection, offset = None, centre
-        # DESIGN §3: log N(x|μ,σ) + log π = x·(μ/σ²) − ½ (x∘x)·(1/σ²) + const, as one GEMM
+        # design §3: log N(x|μ,σ) + log π = x·(μ/σ²) − ½ (x∘x)·(1/σ²) + const, as one GEMM
         constant = (
             np.log(weights) - np.log(sigmas).sum(axis=1) - 0.5 * (means**2 * inv_var).sum(axis=1)
         )
@@ -428,34 +444,20 @@ class FisherEncoder(BaseEstimator):
     # ----------------------------------------------------------------------------------------
     # Forward step: LocalDescriptors → Ψ, Φ
 
-    @contextlib.contextmanager
-    def reusing_assignments(self, desc: LocalDescriptors) -> Iterator[None]:
-        """Within the block, compute γ and x′ of ``desc`` once and reuse them (encoding, then
-        explaining the same clip), where they take at most `MEMO_ENTRIES` numbers per type.
-        Not thread-safe: one clip at a time per encoder."""
-        if len(desc) * (self.n_components + 2 * max(self.dims_.values())) > MEMO_ENTRIES:
-            yield
-            return
-        with _workspace() as work:
-            self._memo = (desc, {}, work)
-            try:
-                yield
-            finally:
-                self._memo = None
-
     def _chunks(
-        self, desc: LocalDescriptors, f: str, work: _Workspace | None = None
+        self,
+        desc: LocalDescriptors,
+        f: str,
+        work: _Workspace | None = None,
+        assignments: SoftAssignments | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The blocks of γ and x′ of ``desc`` (`_compute_chunks`): kept ones within
-        `reusing_assignments`, else computed now, in ``work``'s arrays if given (each block
+        """The blocks of γ and x′ of ``desc`` (`_compute_chunks`): the kept ones if
+        ``assignments`` holds them, else computed now, in ``work``'s arrays if given (each block
         then overwrites the last: use it before taking the next)."""
-        memo = getattr(self, "_memo", None)
-        if memo is None or memo[0] is not desc:
+        if assignments is not None and assignments.descriptors is desc and f in assignments.blocks:
+            yield from assignments.blocks[f]
+        else:
             yield from self._compute_chunks(desc, f, work, keep=False)
-            return
-        if f not in memo[1]:
-            memo[1][f] = list(self._compute_chunks(desc, f, memo[2]))
-        yield from memo[1][f]
 
     def _compute_chunks(
         self,
@@ -498,7 +500,7 @@ class FisherEncoder(BaseEstimator):
             np.multiply(centred, centred, out=stacked[:, d:])
             inputs[:, : 2 * d] = stacked
             inputs[:, 2 * d] = 1.0  # picks up the constant row of the weights
-            # DESIGN §3: soft assignments γ_lk by log-sum-exp over the GEMM's log-likelihoods
+            # design §3: soft assignments γ_lk by log-sum-exp over the GEMM's log-likelihoods
             np.matmul(inputs, block.loglik_weights, out=loglik)
             loglik -= loglik.max(axis=1, keepdims=True)
             np.exp(loglik, out=loglik)
@@ -506,20 +508,22 @@ class FisherEncoder(BaseEstimator):
             gamma /= gamma.sum(axis=1, keepdims=True)
             yield gamma, stacked
 
-    def _psi_block(self, desc: LocalDescriptors, f: str, n: int) -> np.ndarray:
+    def _psi_block(
+        self, desc: LocalDescriptors, f: str, n: int, assignments: SoftAssignments | None
+    ) -> np.ndarray:
         """Ψ of one feature type, shape (2·K·d,), float64."""
         d, k = self.dims_[f], self.n_components
         s0 = np.zeros(k)
         s12 = np.zeros((k, 2 * d))
         with _workspace() as work:
-            for gamma, stacked in self._chunks(desc, f, work):
+            for gamma, stacked in self._chunks(desc, f, work, assignments):
                 s0 += gamma.sum(axis=0)
-                # DESIGN §3: Σ_l γ_lk x_l = Γᵀ X and Σ_l γ_lk x_l² = Γᵀ (X∘X), in float64
+                # design §3: Σ_l γ_lk x_l = Γᵀ X and Σ_l γ_lk x_l² = Γᵀ (X∘X), in float64
                 s12 += gamma.T @ stacked
         return self._psi_of_sums(f, s0, s12, n)
 
     def _psi_of_sums(self, f: str, s0: np.ndarray, s12: np.ndarray, n: float) -> np.ndarray:
-        """Ψ of one feature type from S0 = Σ_l γ_l (K,) and [S1, S2] (K, 2d) (DESIGN §3)."""
+        """Ψ of one feature type from S0 = Σ_l γ_l (K,) and [S1, S2] (K, 2d) (design §3)."""
         block = self._derived[f]
         d = self.dims_[f]
         s1, s2 = s12[:, :d], s12[:, d:]
@@ -532,18 +536,29 @@ class FisherEncoder(BaseEstimator):
         )
         return np.concatenate([psi_mean.ravel(), psi_var.ravel()])
 
-    def encode(self, desc: LocalDescriptors) -> FisherVector:
-        """Ψ and Φ of one clip (DESIGN §3).
+    def encode(
+        self,
+        desc: LocalDescriptors,
+        keep_assignments: bool = False,
+        work: _Workspace | None = None,
+    ) -> FisherVector:
+        """Ψ and Φ of one clip (design §3).
 
         Parameters
         ----------
         desc : LocalDescriptors
             N ≥ 1 descriptors with every type of ``feature_types``.
+        keep_assignments : bool
+            Also return the soft assignments and centred descriptors, for the relevance step
+            (where they take at most `KEPT_ENTRIES` numbers per feature type).
+        work : _Workspace, optional
+            Scratch arrays to keep them in (they stay valid while ``work`` is held); default
+            fresh arrays.
 
         Returns
         -------
         FisherVector
-            ``psi`` and ``phi`` of shape (``fv_dim_``,), float64.
+            ``psi`` and ``phi`` of shape (``fv_dim_``,), float64; ``assignments`` if kept.
 
         Raises
         ------
@@ -555,10 +570,19 @@ class FisherEncoder(BaseEstimator):
         """
         check_is_fitted(self, "weights_")
         n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
-        psi = np.concatenate([self._psi_block(desc, f, n) for f in self.feature_types])
+        assignments = None
+        if keep_assignments and n * (self.n_components + 2 * max(self.dims_.values())) <= (
+            KEPT_ENTRIES
+        ):
+            work = _Workspace() if work is None else work
+            kept = {f: list(self._compute_chunks(desc, f, work)) for f in self.feature_types}
+            assignments = SoftAssignments(desc, kept)
+        psi = np.concatenate(
+            [self._psi_block(desc, f, n, assignments) for f in self.feature_types]
+        )
         if not np.all(np.isfinite(psi)):
             raise ValueError("desc: descriptors are not finite (NaN or infinity in features)")
-        return FisherVector(psi=psi, phi=power_l2_normalise(psi), n_descriptors=n)
+        return FisherVector(psi, power_l2_normalise(psi), n, assignments)
 
     def transform(self, descriptors: Iterable[LocalDescriptors]) -> np.ndarray:
         """Φ of each clip, one row per clip.
@@ -587,6 +611,15 @@ class FisherEncoder(BaseEstimator):
             return np.zeros((0, self.fv_dim_), np.float32)
         return np.stack(rows)
 
+    def relevance(self, forward: Forward, r3: np.ndarray, rule: Rule) -> dict[str, np.ndarray]:
+        """The relevance step: R(3) per dimension of Ψ → R(2) per descriptor or histogram bin.
+
+        See `actionlrp.fisher_lrp.relevance` (design §5.3, §5.4).
+        """
+        from actionlrp import fisher_lrp
+
+        return fisher_lrp.relevance(self, forward, r3, rule)
+
     def soft_assignments(self, desc: LocalDescriptors, feature: str) -> np.ndarray:
         """γ_lk, the posterior of component k for descriptor l (after PCA), as `encode` uses it.
 
@@ -612,307 +645,6 @@ class FisherEncoder(BaseEstimator):
     def _check_feature(self, feature: str) -> None:
         if feature not in self.blocks_:
             raise ValueError(f"feature must be one of {tuple(self.feature_types)}, got {feature!r}")
-
-    # ----------------------------------------------------------------------------------------
-    # Relevance step: R(3) on FV dimensions → R(2) on descriptors (DESIGN §5)
-
-    def descriptor_relevance(self, desc: LocalDescriptors, a: np.ndarray) -> dict[str, np.ndarray]:
-        """Per descriptor and feature type, Σ_{d in block f} z_ld · a_d, without an N × D matrix.
-
-        Parameters
-        ----------
-        desc : LocalDescriptors
-            The clip that was encoded.
-        a : ndarray, shape (fv_dim_,)
-            One weight per dimension of Ψ, e.g. ``a_d = R(3)_d / (Ψ_d + ε sign Ψ_d)``.
-
-        Returns
-        -------
-        dict of str to ndarray, shape (N,), float64
-            For each feature type f, ``r_l = Σ_{d in blocks_[f]} z_ld a_d``; hence
-            ``Σ_l r_l = Σ_{d in blocks_[f]} Ψ_d a_d`` to float64 round-off.
-        """
-        check_is_fitted(self, "weights_")
-        a = np.asarray(a, np.float64)
-        if a.shape != (self.fv_dim_,):
-            raise ValueError(f"a must have shape ({self.fv_dim_},) like Ψ, got {a.shape}")
-        n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
-        return {f: self._relevance_block(desc, f, a[self.blocks_[f]], n) for f in self.blocks_}
-
-    def _relevance_terms(
-        self, f: str, a: np.ndarray, n: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """P, Q, C (K, d) with u a^μ + (u² − 1) a^σ = x P + x² Q + C per component and dimension
-        (DESIGN §5; x centred like `_chunks`' x′)."""
-        block = self._derived[f]
-        d, k = self.dims_[f], self.n_components
-        mu, sigma = block.means, block.sigmas
-        a_mean = a[: k * d].reshape(k, d) / (n * block.sqrt_weights[:, None])
-        a_var = a[k * d :].reshape(k, d) / (n * math.sqrt(2.0) * block.sqrt_weights[:, None])
-        p = a_mean / sigma - 2.0 * mu * a_var / sigma**2
-        q = a_var / sigma**2
-        c = -mu * a_mean / sigma + (mu**2 / sigma**2 - 1.0) * a_var
-        return p, q, c
-
-    def _relevance_block(self, desc: LocalDescriptors, f: str, a: np.ndarray, n: int) -> np.ndarray:
-        p, q, c = self._relevance_terms(f, a, n)
-        const = c.sum(axis=1)
-        pq = np.ascontiguousarray(np.concatenate([p, q], axis=1).T)  # (2d, K)
-        out = np.empty(n)
-        start = 0
-        with _workspace() as work:
-            for gamma, stacked in self._chunks(desc, f, work):
-                inner = stacked @ pq
-                inner += const
-                # DESIGN §5: R(2)_l = Σ_k γ_lk [x_l·P + (x_l∘x_l)·Q + c]_k
-                out[start : start + len(gamma)] = np.einsum("lk,lk->l", gamma, inner)
-                start += len(gamma)
-        return out
-
-    def relevance_epsilon(
-        self,
-        desc: LocalDescriptors,
-        r3: np.ndarray,
-        epsilon: float,
-        *,
-        psi: np.ndarray | None = None,
-        live: np.ndarray | None = None,
-    ) -> tuple[dict[str, np.ndarray], float]:
-        """R(2) of each descriptor and feature type by the ε-rule (DESIGN §5).
-
-        ``R(2)_(l,f) = Σ_{d in block f} z_ld R(3)_d / (Ψ_d + ε_abs · sign(Ψ_d))`` with sign(0) = +1
-        and ``ε_abs = epsilon · mean_d |Ψ_d|``: ``epsilon`` is relative to the clip's own mean
-        absolute FV entry (over all D dimensions of Ψ, not Φ). A dimension whose denominator is
-        exactly 0 (only possible with ``epsilon = 0`` and Ψ_d = 0) passes nothing on.
-
-        Parameters
-        ----------
-        desc : LocalDescriptors
-            The clip that was encoded.
-        r3 : ndarray, shape (fv_dim_,)
-            Relevance of each FV dimension, e.g. ``w_cd Φ_d + b_c / D``.
-        epsilon : float
-            Stabiliser relative to mean |Ψ_d| (≥ 0); larger absorbs more relevance.
-        psi : ndarray, shape (fv_dim_,), optional
-            The clip's Ψ if already encoded (saves a second encoding).
-        live : ndarray of bool, shape (fv_dim_,), optional
-            Dimensions allowed to pass relevance on; the others keep theirs (absorbed).
-
-        Returns
-        -------
-        r2 : dict of str to ndarray, shape (N,), float64
-            Relevance of each descriptor per feature type; R(2)_l = Σ_f r2[f][l].
-        absorbed : float
-            Σ_d R(3)_d − Σ_f Σ_l R(2)_(l,f), the relevance the stabiliser kept.
-        """
-        r3, psi = self._relevance_inputs(desc, r3, epsilon, psi)
-        a = self._stabilised_weights(r3, epsilon, psi, live)
-        r2 = self.descriptor_relevance(desc, a)
-        absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
-        return r2, absorbed
-
-    def _relevance_inputs(
-        self, desc: LocalDescriptors, r3: np.ndarray, epsilon: float, psi: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``r3`` as float64 and the clip's Ψ, after checking the arguments of a relevance step."""
-        check_is_fitted(self, "weights_")
-        r3 = np.asarray(r3, np.float64)
-        if r3.shape != (self.fv_dim_,):
-            raise ValueError(f"r3 must have shape ({self.fv_dim_},) like Ψ, got {r3.shape}")
-        if not epsilon >= 0:
-            raise ValueError(f"epsilon must be ≥ 0, got {epsilon!r}")
-        return r3, self.encode(desc).psi if psi is None else psi
-
-    def _stabilised_weights(
-        self, r3: np.ndarray, epsilon: float, psi: np.ndarray, live: np.ndarray | None
-    ) -> np.ndarray:
-        """a_d = R(3)_d / (Ψ_d + ε_abs sign Ψ_d), 0 where nothing may pass (DESIGN §5)."""
-        eps_abs = float(epsilon) * float(np.mean(np.abs(psi)))
-        denominator = psi + eps_abs * np.where(psi >= 0, 1.0, -1.0)
-        passes = denominator != 0 if live is None else live & (denominator != 0)
-        return np.divide(r3, denominator, out=np.zeros_like(r3), where=passes)
-
-    def dimension_relevance(
-        self,
-        desc: LocalDescriptors,
-        r3: np.ndarray,
-        epsilon: float,
-        *,
-        psi: np.ndarray | None = None,
-        live: np.ndarray | None = None,
-        reference: LocalDescriptors | None = None,
-        reference_index: np.ndarray | None = None,
-        out: Mapping[str, np.ndarray] | None = None,
-    ) -> tuple[dict[str, np.ndarray], float]:
-        """R(2) of every input dimension of every descriptor: the ε-rule, one dimension finer.
-
-        Each term of ``R(2)_l = Σ_k γ_lk Σ_i [u_lki a^μ_ki / (N√π_k) + (u_lki² − 1) a^σ_ki /
-        (N√(2π_k))]`` belongs to one dimension i of the encoded descriptor, so
-        ``R(2)_li = x_li (Γ P)_li + x_li² (Γ Q)_li + (Γ C)_li`` (DESIGN §5, three GEMMs) and
-        ``Σ_i R(2)_li = R(2)_l``. With PCA, ``x′_i = Σ_j W_ij (x_j − m_j)`` is a linear layer
-        and ``R(2)_lj = Σ_i W_ij (x_lj − m_j) R(2)_li / (x′_li + ε′ sign x′_li)``, with ε′ =
-        ``epsilon`` × the clip's mean |x′|; what ε′ keeps is added to ``absorbed``.
-
-        Parameters
-        ----------
-        desc : LocalDescriptors
-            The clip that was encoded (N descriptors).
-        r3, epsilon, psi, live
-            As in `relevance_epsilon`.
-        reference : LocalDescriptors, optional
-            S reference descriptors x⁰ (e.g. those of a motionless cube,
-            `descriptors.still_descriptors`). Each descriptor then passes on relevance in
-            proportion to its deviation from its reference: z_ld is replaced by z_ld − z⁰_ld and
-            Ψ_d by Ψ_d − Ψ⁰_d (Ψ⁰: the FV of the clip with every descriptor at its reference),
-            so a descriptor equal to its reference gets exactly 0. As ε → 0, Σ R(2) → Σ R(3)
-            but for the R(3) of dimensions that no descriptor moves (Ψ_d = Ψ⁰_d), which is
-            absorbed. With PCA the linear layer is decomposed around x⁰ too (no bias is left).
-        reference_index : ndarray of int, shape (N,), optional
-            Which reference row each descriptor deviates from (default: row 0).
-        out : dict of str to ndarray, shape (N, input_dims_[f]), float64, optional
-            Arrays to write R(2) into (and return), e.g. scratch arrays kept between clips.
-
-        Returns
-        -------
-        r2 : dict of str to ndarray, shape (N, input_dims_[f]), float64
-            Relevance of each descriptor's input dimensions (histogram bins) per feature type.
-        absorbed : float
-            Σ_d R(3)_d − Σ R(2), the relevance both stabilisers kept.
-        """
-        r3, psi = self._relevance_inputs(desc, r3, epsilon, psi)
-        n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
-        if out is None:
-            out = {f: np.empty((n, self.input_dims_[f])) for f in self.blocks_}
-        index, roots = None, dict.fromkeys(self.blocks_)
-        if reference is None:
-            a = self._stabilised_weights(r3, epsilon, psi, live)
-        else:
-            index = np.zeros(n, np.intp) if reference_index is None else reference_index
-            index = np.asarray(index, np.intp)
-            share = np.bincount(index, minlength=len(reference)) / n
-            # γ⁰ and x⁰′ of the S reference rows; Ψ⁰ = Σ_l z⁰_l = Σ_s share_s Ψ(x⁰_s), Ψ(x⁰_s)
-            # that of a one-descriptor clip
-            roots = {f: next(self._compute_chunks(reference, f)) for f in self.blocks_}
-            psi_ref = np.concatenate(
-                [
-                    self._psi_of_sums(f, share @ g0, (share[:, None] * g0).T @ x0, 1)
-                    for f, (g0, x0) in roots.items()
-                ]
-            )
-            a = self._stabilised_weights(r3, epsilon, psi - psi_ref, live)
-        r2 = {}
-        with _workspace() as work:
-            for f in self.blocks_:
-                a_f = a[self.blocks_[f]]
-                r2[f] = self._input_block(
-                    desc, f, a_f, n, epsilon, out[f], work, reference, index, roots[f]
-                )
-        return r2, float(r3.sum() - sum(float(row_sums(r).sum()) for r in r2.values()))
-
-    def _input_block(
-        self,
-        desc: LocalDescriptors,
-        f: str,
-        a: np.ndarray,
-        n: int,
-        epsilon: float,
-        out: np.ndarray,
-        work: _Workspace,
-        reference: LocalDescriptors | None = None,
-        index: np.ndarray | None = None,
-        root: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> np.ndarray:
-        """`dimension_relevance` of one feature type into ``out``: the FV layer, then the PCA
-        layer, block by block in ``work``'s scratch arrays. ``root``: γ⁰ (S, K) and
-        [x⁰′, x⁰′∘x⁰′] (S, 2d) of the ``reference`` rows."""
-        d = self.dims_[f]
-        pqc = np.concatenate(self._relevance_terms(f, a, n), axis=1)  # (K, 3d)
-        pca = f in self.pca_components_
-        if reference is None:
-            index = np.zeros(n, np.intp)
-            ref_value, ref_stacked = np.zeros((1, d)), np.zeros((1, 2 * d))
-            origins = self.pca_mean_[f][None, :] if pca else None
-        else:
-            # R(2) of the reference rows themselves, z⁰ in the same terms
-            gamma0, ref_stacked = root
-            g0 = gamma0 @ pqc
-            ref_value = ref_stacked[:, :d] * g0[:, :d] + ref_stacked[:, d:] * g0[:, d : 2 * d]
-            ref_value += g0[:, 2 * d :]
-            origins = np.asarray(reference.features[f], np.float64)
-        if pca:
-            components = self.pca_components_[f]
-            if reference is None:  # x′ = W (x − m): the centred x′ plus the mixture's centre
-                shift = (self._derived[f].offset - self.pca_mean_[f] @ components.T)[None, :]
-            else:  # W (x − x⁰) = centred x′ − centred x⁰′
-                shift = -ref_stacked[:, :d]
-            total = 0.0
-            start = 0
-            # ε′ = ε × the clip's mean |W (x − origin)|; two passes over the blocks, which are
-            # kept (`reusing_assignments`) or, for a clip too long to keep, computed again
-            for _, stacked in self._chunks(desc, f):
-                total += _abs_sum(stacked, shift, index[start : start + len(stacked)])
-                start += len(stacked)
-            eps_abs = float(epsilon) * total / (n * d)
-        start = 0
-        for gamma, stacked in self._chunks(desc, f):
-            stop = start + len(gamma)
-            rows = index[start:stop]
-            g = np.matmul(gamma, pqc, out=work.array("fv g", (len(gamma), 3 * d), np.float64))
-            if pca:
-                # R_lj = (x_lj − o_j) Σ_i W_ij R(2)_li / (x′_li + ε′ sign x′_li), o the origin
-                ratio = work.array("fv ratio", (len(gamma), d), np.float64)
-                _dimension_terms(stacked, g, ref_value, rows, True, shift, eps_abs, ratio)
-                block = np.matmul(ratio, components, out=out[start:stop])
-                _times_deviation(block, desc.features[f][start:stop], origins, rows)
-            else:
-                r = out[start:stop]
-                _dimension_terms(stacked, g, ref_value, rows, False, ref_value, 0.0, r)
-            start = stop
-        return out
-
-
-@njit(cache=True, nogil=True)
-def _dimension_terms(stacked, g, ref_value, index, divide, shift, eps_abs, out):
-    """R(2)_li of a block of descriptors into ``out`` (n, d); with ``divide``, over the PCA
-    layer's stabilised input instead (0 where that is 0).
-
-    ``stacked`` (n, 2d): [x − c, (x − c)²] in the encoded space (c: the mixture's centre); ``g``
-    (n, 3d): Γ [P Q C], so R(2)_li = (x − c)_li (Γ P)_li + (x − c)_li² (Γ Q)_li + (Γ C)_li −
-    ``ref_value``[s] (DESIGN §5), s = ``index``_l the row of the root; the PCA layer's input is
-    (x − c)_li + ``shift``[s, i], stabilised by ε′ = ``eps_abs`` sign(·)."""
-    n, d = out.shape
-    for row in range(n):
-        s = index[row]
-        for i in range(d):
-            x = stacked[row, i]
-            value = x * g[row, i] + stacked[row, d + i] * g[row, d + i] + g[row, 2 * d + i]
-            value -= ref_value[s, i]
-            if not divide:
-                out[row, i] = value
-                continue
-            denominator = x + shift[s, i]
-            denominator += eps_abs if denominator >= 0 else -eps_abs
-            out[row, i] = value / denominator if denominator != 0 else 0.0
-
-
-@njit(cache=True, nogil=True)
-def _abs_sum(stacked, shift, index):
-    """Σ |(x − c)_li + shift[index_l, i]| over a block (see `_dimension_terms`)."""
-    total = 0.0
-    for row in range(stacked.shape[0]):
-        for i in range(shift.shape[1]):
-            total += abs(stacked[row, i] + shift[index[row], i])
-    return total
-
-
-@njit(cache=True, nogil=True)
-def _times_deviation(block, x, origins, index):
-    """``block`` (n, d_in) *= x − origins[index], x float32 (n, d_in)."""
-    n, d = block.shape
-    for row in range(n):
-        origin = origins[index[row]]
-        for j in range(d):
-            block[row, j] *= np.float64(x[row, j]) - origin[j]
 
 
 def _n_descriptors(

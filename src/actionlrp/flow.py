@@ -15,7 +15,8 @@ import av
 import cv2
 import numpy as np
 
-from actionlrp.codec import (
+from actionlrp.errors import VideoError
+from actionlrp.video import (
     _PICTURE_TYPES,
     MotionField,
     _frame_rate,
@@ -23,7 +24,6 @@ from actionlrp.codec import (
     grid_size,
     open_video,
 )
-from actionlrp.errors import VideoError
 
 
 def average_on_grid(dense: np.ndarray, cell: int) -> np.ndarray:

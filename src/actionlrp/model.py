@@ -16,6 +16,7 @@ import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,8 +30,13 @@ from actionlrp.datasets import (
     hmdb51_split,
 )
 from actionlrp.descriptors import DescriptorParams, LocalDescriptors
-from actionlrp.errors import DatasetError, ModelFileError, VideoError
+from actionlrp.descriptors_lrp import HistogramLayer
+from actionlrp.errors import DatasetError, EmptyClipError, ModelFileError, VideoError
 from actionlrp.fisher import FisherEncoder
+
+if TYPE_CHECKING:
+    from actionlrp.relevance import Explanation
+    from actionlrp.rules import Rule
 
 FORMAT = "actionlrp-model"
 FORMAT_VERSION = 1
@@ -176,6 +182,70 @@ class ActionModel:
         """Predicted class name of each clip."""
         scores = self.decision_function(videos)
         return self.classes_[scores.argmax(axis=1)]
+
+    @property
+    def layers_(self) -> tuple[HistogramLayer, FisherEncoder, LinearClassifier]:
+        """The fitted layers in forward order: descriptors, Fisher vector (with PCA), SVM.
+
+        Each has its forward step and its ``relevance(forward, r, rule)``; the relevance walk
+        (`relevance.explain`) takes them in reverse.
+        """
+        self._check_fitted()
+        return (HistogramLayer(self.params_), self.encoder_, self.classifier_)
+
+    def explain(
+        self,
+        video: str | os.PathLike,
+        class_name: str | None = None,
+        rule: Rule | str | None = None,
+    ) -> Explanation:
+        """Explain the score of one clip for one class (default: the predicted one).
+
+        Parameters
+        ----------
+        video : path-like
+            The clip.
+        class_name : str, optional
+            The class whose score is explained.
+        rule : Rule or str, optional
+            How relevance is handed down: a `Rule` or a preset's name (``"fine"``, ``"paper"``,
+            ``"fine-zero"``); default the fine rule from no motion (`rules.DEFAULT_RULE`).
+
+        Returns
+        -------
+        Explanation
+            Relevance at every layer, with the clip's file and motion field for its report
+            (`render.write_report`).
+
+        Raises
+        ------
+        VideoError
+            The clip cannot be read.
+        EmptyClipError
+            The clip is too short or too small for one cube.
+        ValueError
+            ``class_name`` is not one of the model's classes, or ``rule`` names no preset.
+
+        Examples
+        --------
+        >>> model = ActionModel.load(model_file)
+        >>> explanation = model.explain(clip, rule="fine")
+        >>> explanation.class_name in model.classes_
+        True
+        >>> bool(abs(explanation.relevance_fv.sum() - explanation.score) < 1e-9)
+        True
+        >>> explanation.relevance_voxels.shape == explanation.field.grid_shape
+        True
+        """
+        from actionlrp.codec import motion_field
+        from actionlrp.relevance import explain
+
+        self._check_fitted()
+        field = motion_field(video, self.motion, self.cell, transcode=self.transcode)
+        try:
+            return explain(self, field, None, class_name, rule, video=video)
+        except EmptyClipError as exc:
+            raise EmptyClipError(f"{video}: {exc}") from None
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "encoder_"):

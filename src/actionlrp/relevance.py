@@ -1,32 +1,74 @@
-"""Layer-wise Relevance Propagation of an SVM score back to where and when it came from (DESIGN §5).
+"""Layer-wise Relevance Propagation of an SVM score back to where and when it came from (design §5).
 
-    f_c(x) ─▶ R(3) per FV dimension ─▶ R(2) per descriptor (ε-rule, per feature type)
-           ─▶ R(1) per voxel of the motion field ─▶ r_t per frame
+    forward:   MotionField ─▶ LocalDescriptors ─▶ Ψ, Φ ─▶ f(x)
+    relevance:  R(1) voxels ◀─ R(2) descriptors ◀─ R(3) FV dims ◀─ f_c(x)
 
-Each layer's relevance step lives beside its forward step: R(3) in `actionlrp.classifier`
-terms (``w_c·Φ + b_c / D``), R(2) in `actionlrp.fisher` (`FisherEncoder.relevance_epsilon`),
-R(1) in `actionlrp.descriptors` (`spread_relevance`). This module chains them for one clip.
+The forward pass (`forward`) keeps every layer's output for one clip in a `Forward`. The way back
+walks the model's layers in reverse (`ActionModel.layers_`), each handing the relevance of its
+output to its input by its own ``relevance(forward, r, rule)``, beside its forward step:
+
+* the SVM layer, `LinearClassifier.relevance` (design §5.2);
+* the Fisher layer and its PCA, `FisherEncoder.relevance` (`actionlrp.fisher_lrp`, §5.3–5.4);
+* the histogram layer and, for MBH, the gradient layer, `HistogramLayer.relevance`
+  (`actionlrp.descriptors_lrp`, §5.5–5.6).
+
+How each layer hands relevance down is a `Rule` (`actionlrp.rules`), one value for the walk.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from actionlrp.codec import MotionField, _workspace
-from actionlrp.descriptors import (
-    LocalDescriptors,
-    spread_bins,
-    spread_relevance,
-    still_reference,
-)
-from actionlrp.fisher import row_sums
+from actionlrp._scratch import _Workspace, _workspace
+from actionlrp.classifier import populated
+from actionlrp.descriptors import DescriptorParams, LocalDescriptors
+from actionlrp.descriptors_lrp import per_descriptor
+from actionlrp.errors import UnknownClassError
+from actionlrp.fisher import FisherVector
+from actionlrp.rules import DEFAULT_RULE, Rule, get_rule
+from actionlrp.video import MotionField
 
-#: Default ε, relative to the clip's mean |Ψ_d| (see `FisherEncoder.relevance_epsilon`). On the
-#: built-in data (`benchmarks/bench_faithfulness.py`) 1 localises and orders regions better than
-#: 0.1, and absorbs far less of the score than 10.
-DEFAULT_EPSILON = 1.0
+if TYPE_CHECKING:
+    from actionlrp.model import ActionModel
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Every layer's output for one clip, kept for the way back.
+
+    Attributes
+    ----------
+    field : MotionField
+        The input layer, (T, gh, gw, 2) px per frame.
+    params : DescriptorParams
+        The descriptor layer's parameters.
+    descriptors : LocalDescriptors
+        The descriptor layer's output, N cubes.
+    fisher : FisherVector
+        The Fisher layer's output Ψ, Φ (D,), with its soft assignments where they were kept.
+    live : ndarray of bool, shape (D,)
+        The dimensions of Ψ the clip populates (`classifier.populated`).
+    scores : ndarray, shape (n_classes,)
+        The SVM layer's output f(x).
+    video : Path or None
+        The file the clip came from.
+    work : _Workspace or None
+        Scratch arrays lent to the walk: the layers' intermediate relevance lives there.
+    """
+
+    field: MotionField
+    params: DescriptorParams
+    descriptors: LocalDescriptors
+    fisher: FisherVector
+    live: np.ndarray
+    scores: np.ndarray
+    video: Path | None = None
+    work: _Workspace | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +81,8 @@ class Explanation:
     class_index : int
     score : float
         f_c(x), the SVM score that is explained.
+    scores : dict of str to float
+        Every class's score f(x).
     relevance_fv : ndarray, shape (D,)
         R(3): relevance of each Fisher-vector dimension; sums to ``score``.
     relevance_descriptors : dict[str, ndarray]
@@ -52,18 +96,20 @@ class Explanation:
     feature_relevance : dict[str, float]
         Σ_l R(2)_(l,f) of each feature type.
     absorbed : float
-        Σ R(3) − Σ R(2): what the ε stabiliser kept.
-    epsilon : float
-        ε relative to the clip's mean |Ψ_d|.
-    fine : bool
-        True where relevance went through the histogram bins to the vectors that filled them.
-    reference : str or None
-        ``"still"`` where each descriptor's share was measured from a motionless cube.
+        Σ R(3) − Σ R(2): what the ε stabiliser kept (and, with the still root, the relevance of
+        dimensions no cube moves from it).
+    rule : Rule
+        How relevance was handed down.
+    video : Path or None
+        The clip's file, where the explanation came from one (`ActionModel.explain`).
+    field : MotionField or None
+        The clip's motion field, the input layer the heatmaps are drawn on.
     """
 
     class_name: str
     class_index: int
     score: float
+    scores: dict[str, float]
     relevance_fv: np.ndarray
     relevance_descriptors: dict[str, np.ndarray]
     relevance_voxels: np.ndarray
@@ -71,9 +117,9 @@ class Explanation:
     frame_relevance: np.ndarray
     feature_relevance: dict[str, float]
     absorbed: float
-    epsilon: float
-    fine: bool
-    reference: str | None = None
+    rule: Rule
+    video: Path | None = None
+    field: MotionField | None = None
 
     @property
     def relevance_total(self) -> float:
@@ -87,121 +133,91 @@ class Explanation:
         return order[:k]
 
 
-def relevance_fv(
-    phi: np.ndarray, coef: np.ndarray, intercept: float, live: np.ndarray | None = None
-) -> np.ndarray:
-    """R(3)_d = w_cd·Φ_d + b_c / D′, so Σ_d R(3)_d = f_c(x) exactly (DESIGN §5).
-
-    The bias is shared over the D′ dimensions in ``live`` (default: all D, as in DESIGN §5).
-    `explain` passes the dimensions the clip populates: a dimension of a Gaussian that no
-    descriptor of the clip reaches (Ψ_d = 0) has no descriptor to hand its share on to.
+def forward(
+    model: ActionModel,
+    field: MotionField,
+    descriptors: LocalDescriptors | None = None,
+    video: str | os.PathLike | None = None,
+    work: _Workspace | None = None,
+) -> Forward:
+    """The forward pass of one clip through a fitted model, every layer's output kept.
 
     Parameters
     ----------
-    phi : ndarray, shape (D,)
-        Normalised Fisher vector.
-    coef : ndarray, shape (D,)
-        The class's SVM weights w_c.
-    intercept : float
-        The class's SVM bias b_c.
-    live : ndarray of bool, shape (D,), optional
+    model : ActionModel
+        A fitted model.
+    field : MotionField
+        The clip's motion field.
+    descriptors : LocalDescriptors, optional
+        Its descriptors, if already extracted with the model's parameters.
+    video : path-like, optional
+        The file the field came from.
+    work : _Workspace, optional
+        Scratch arrays to keep the soft assignments in, for the relevance step; without one the
+        relevance step computes them again.
     """
-    phi = np.asarray(phi, np.float64)
-    r3 = np.asarray(coef, np.float64) * phi
-    if live is None or not live.any():
-        return r3 + float(intercept) / phi.size
-    r3[live] += float(intercept) / int(live.sum())
-    return r3
-
-
-#: |Ψ_d| at or under this fraction of max |Ψ| counts as unpopulated (exp underflow, round-off).
-LIVE_THRESHOLD = 1e-9
+    descriptor_layer, encoder, classifier = model.layers_
+    if descriptors is None:
+        descriptors = descriptor_layer.forward(field)
+    fisher = encoder.encode(descriptors, keep_assignments=work is not None, work=work)
+    return Forward(
+        field=field,
+        params=descriptor_layer.params,
+        descriptors=descriptors,
+        fisher=fisher,
+        live=populated(fisher.psi),
+        scores=classifier.decision_function(fisher.phi[None, :])[0],
+        video=None if video is None else Path(video),
+        work=work,
+    )
 
 
 def explain(
-    model,
+    model: ActionModel,
     field: MotionField,
-    descriptors: LocalDescriptors,
+    descriptors: LocalDescriptors | None = None,
     class_name: str | None = None,
-    epsilon: float = DEFAULT_EPSILON,
-    fine: bool = False,
-    reference: str | None = None,
+    rule: Rule | str | None = None,
+    *,
+    video: str | os.PathLike | None = None,
 ) -> Explanation:
     """Explain ``model``'s score of one clip for one class (default: the predicted one).
 
     Parameters
     ----------
     model : ActionModel
-        A fitted model (``encoder_``, ``classifier_``).
+        A fitted model.
     field : MotionField
         The clip's motion field (the input layer).
-    descriptors : LocalDescriptors
-        The clip's descriptors, extracted from ``field`` with the model's parameters.
+    descriptors : LocalDescriptors, optional
+        The clip's descriptors, if already extracted from ``field`` with the model's parameters.
     class_name : str, optional
-    epsilon : float
-        ε of the ε-rule, relative to the clip's mean |Ψ_d|.
-    fine : bool
-        Carry relevance through the histogram layer to the individual vectors: R(2) per
-        histogram bin of each descriptor (`FisherEncoder.dimension_relevance`), each bin's share
-        handed to the vectors in proportion to their contribution to it
-        (`descriptors.spread_bin_relevance`; for MBH through the flow gradient to the vectors it
-        differences, `descriptors.gradient_relevance`), instead of spreading each cube's
-        relevance evenly over its voxels (the paper).
-    reference : {None, "still"}
-        None: the paper's ε-rule, each descriptor's share in proportion to its contribution
-        z_ld. ``"still"``: in proportion to how far its contribution is from that of a
-        motionless cube (`FisherEncoder.dimension_relevance` with `still_reference`), so cubes
-        where nothing moves get no relevance; as ε → 0 everything is passed on but the R(3) of
-        dimensions that no cube moves from the reference. With ``fine`` the histogram layer is
-        taken from the same root (`spread_bin_relevance`): a change of HOF's still bin goes to
-        the vectors that moved.
+    rule : Rule or str, optional
+        How relevance is handed down: a `Rule` or a preset's name (`rules.RULES`); default
+        `rules.DEFAULT_RULE`, the fine rule from no motion.
+    video : path-like, optional
+        The file the field came from, kept in the explanation for its report.
+
+    Raises
+    ------
+    UnknownClassError
+        ``class_name`` is not one of the model's classes (the message lists them).
+    ValueError
+        ``rule`` names no preset.
     """
-    if reference not in (None, "still"):
-        raise ValueError(f"reference must be None or 'still', got {reference!r}")
-    with model.encoder_.reusing_assignments(descriptors):
-        return _explain(model, field, descriptors, class_name, epsilon, fine, reference)
-
-
-def _explain(model, field, descriptors, class_name, epsilon, fine, reference) -> Explanation:
-    encoder, classifier, params = model.encoder_, model.classifier_, model.params_
-    classes = [str(c) for c in classifier.classes_]
-    fisher = encoder.encode(descriptors)
-    phi, psi = fisher.phi, fisher.psi
-    live = np.abs(psi) > LIVE_THRESHOLD * np.abs(psi).max(initial=0.0)
-    scores = classifier.decision_function(phi[None, :])[0]
-    if class_name is None:
-        index = int(np.argmax(scores))
-    elif str(class_name) in classes:
-        index = classes.index(str(class_name))
-    else:
-        raise ValueError(f"class {class_name!r} is not one of the model's: {', '.join(classes)}")
-    r3 = relevance_fv(phi, classifier.coef_[index], classifier.intercept_[index], live)
-    if fine or reference is not None:
-        ref, ref_index = still_reference(field, descriptors, params) if reference else (None, None)
-        with _workspace() as work:  # R(2) per bin is only passed on: scratch arrays will do
-            scratch = {
-                f: work.array(f"bins {f}", (len(descriptors), d), np.float64)
-                for f, d in encoder.input_dims_.items()
-            }
-            bins, absorbed = encoder.dimension_relevance(
-                descriptors,
-                r3,
-                epsilon,
-                psi=psi,
-                live=live,
-                reference=ref,
-                reference_index=ref_index,
-                out=scratch,
-            )
-            r2 = {f: row_sums(r) for f, r in bins.items()}
-            if fine:
-                by_feature = spread_bins(field, descriptors, bins, params, reference=reference)
-    else:
-        r2, absorbed = encoder.relevance_epsilon(descriptors, r3, epsilon, psi=psi, live=live)
-    if not fine:
-        by_feature = {
-            f: spread_relevance(descriptors, r, field.grid_shape, field.cell) for f, r in r2.items()
-        }
+    rule = get_rule(rule)
+    classes = [str(c) for c in model.classes_]
+    with _workspace() as work:
+        state = forward(model, field, descriptors, video, work)
+        index = _class_index(classes, class_name, state.scores)
+        relevance = np.zeros(len(classes))
+        relevance[index] = 1.0
+        trail = []
+        for layer in reversed(model.layers_):
+            relevance = layer.relevance(state, relevance, rule)
+            trail.append(relevance)
+        r3, r2, by_feature = trail
+        r2 = {f: per_descriptor(r) for f, r in r2.items()}
     parts = iter(by_feature.values())
     r1 = next(parts).copy()
     for part in parts:
@@ -209,15 +225,29 @@ def _explain(model, field, descriptors, class_name, epsilon, fine, reference) ->
     return Explanation(
         class_name=classes[index],
         class_index=index,
-        score=float(scores[index]),
+        score=float(state.scores[index]),
+        scores={c: float(s) for c, s in zip(classes, state.scores, strict=True)},
         relevance_fv=r3,
         relevance_descriptors=r2,
         relevance_voxels=r1,
         relevance_voxels_by_feature=by_feature,
         frame_relevance=r1.sum(axis=(1, 2)),
         feature_relevance={f: float(r.sum()) for f, r in r2.items()},
-        absorbed=absorbed,
-        epsilon=float(epsilon),
-        fine=fine,
-        reference=reference,
+        absorbed=float(r3.sum() - sum(float(r.sum()) for r in r2.values())),
+        rule=rule,
+        video=state.video,
+        field=field,
     )
+
+
+def _class_index(classes: list[str], class_name: str | None, scores: np.ndarray) -> int:
+    if class_name is None:
+        return int(np.argmax(scores))
+    if str(class_name) in classes:
+        return classes.index(str(class_name))
+    raise UnknownClassError(
+        f"class {class_name!r} is not one of the model's: {', '.join(classes)}"
+    )
+
+
+__all__ = ["DEFAULT_RULE", "Explanation", "Forward", "explain", "forward"]

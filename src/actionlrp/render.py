@@ -1,5 +1,6 @@
-"""Show an explanation (DESIGN §6): heatmap video, frame-relevance curve, feature shares,
-per-feature heatmaps, top frames, a self-contained HTML report and a JSON summary.
+"""Draw explanations (design §6): heatmap video, frame-relevance curve, feature shares,
+per-feature heatmaps, top frames, a self-contained HTML report and a JSON summary; and the page
+of a whole dataset's explanations (`actionlrp.report` runs them).
 
 Colours: red for relevance *for* the class, blue *against*, with limits symmetric about 0.
 """
@@ -10,7 +11,6 @@ import base64
 import html
 import json
 import os
-import sys
 from pathlib import Path
 
 import av
@@ -21,9 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from actionlrp.codec import MotionField, open_video  # noqa: E402
-from actionlrp.errors import ActionLRPError  # noqa: E402
 from actionlrp.relevance import Explanation  # noqa: E402
+from actionlrp.video import MotionField, open_video  # noqa: E402
 
 FEATURE_NAMES = {"hof": "HOF", "mbhx": "MBHx", "mbhy": "MBHy"}
 
@@ -267,11 +266,10 @@ def summary(explanation: Explanation, top_k: int = 5) -> dict:
     return {
         "class": explanation.class_name,
         "score": explanation.score,
+        "scores": dict(explanation.scores),
         "relevance_total": explanation.relevance_total,
         "absorbed": explanation.absorbed,
-        "epsilon": explanation.epsilon,
-        "fine": explanation.fine,
-        "reference": explanation.reference,
+        "rule": explanation.rule.summary(),
         "frame_relevance": [float(v) for v in explanation.frame_relevance],
         "feature_relevance": {f: float(v) for f, v in explanation.feature_relevance.items()},
         "top_frames": [int(t) for t in explanation.top_frames(top_k)],
@@ -283,11 +281,9 @@ def _data_uri(path: Path, mime: str) -> str:
 
 
 def write_report(
-    video: str | os.PathLike,
     explanation: Explanation,
-    field: MotionField,
     out_dir: str | os.PathLike,
-    interval=None,
+    interval: tuple[int, int] | None = None,
     title: str | None = None,
 ) -> Path:
     """Write every view of one explanation to ``out_dir``; return ``out_dir/report.html``.
@@ -295,7 +291,23 @@ def write_report(
     The folder gets ``heatmap.mp4``, ``frame_relevance.png``, ``feature_shares.png``,
     ``top_frames.png``, ``feature_heatmaps.png``, ``summary.json`` and ``report.html``, which
     embeds all of them (data URIs), so it can be opened or sent on its own.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        With the clip's file and motion field (as `ActionModel.explain` gives it).
+    out_dir : path-like
+    interval : (int, int), optional
+        Frames ``[start, stop)`` of the action, shaded on the frame curve.
+    title : str, optional
+        Default: the clip's file name.
     """
+    video, field = explanation.video, explanation.field
+    if video is None or field is None:
+        raise ValueError(
+            "explanation has no video file or motion field to draw on: "
+            "explain a file with ActionModel.explain, or pass video= to relevance.explain"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {
@@ -324,7 +336,8 @@ td{{padding:2px 10px}}</style></head>
 <tr><td>class</td><td>{html.escape(numbers["class"])}</td></tr>
 <tr><td>score f<sub>c</sub>(x)</td><td>{numbers["score"]:.4g}</td></tr>
 <tr><td>relevance passed to the voxels</td><td>{numbers["relevance_total"]:.4g}</td></tr>
-<tr><td>absorbed by ε = {numbers["epsilon"]:g}</td><td>{numbers["absorbed"]:.4g}</td></tr>
+<tr><td>absorbed by ε = {explanation.rule.epsilon:g}</td><td>{numbers["absorbed"]:.4g}</td></tr>
+<tr><td>rule</td><td>{html.escape(rule_text(numbers["rule"]))}</td></tr>
 <tr><td>feature types</td><td>{shares}</td></tr>
 <tr><td>most relevant frames</td><td>{numbers["top_frames"]}</td></tr>
 </table>
@@ -346,186 +359,11 @@ td{{padding:2px 10px}}</style></head>
     return report
 
 
-def explain_video(
-    video: str | os.PathLike,
-    model,
-    out_dir: str | os.PathLike,
-    class_name: str | None = None,
-    epsilon: float | None = None,
-    fine: bool = False,
-    reference: str | None = None,
-) -> tuple[Explanation, Path]:
-    """Explain one clip with a fitted model and write its report; what `actionlrp explain` does.
-
-    Where a ground-truth ``<clip>.json`` of the built-in dataset lies beside the clip, the frame
-    curve marks its action interval.
-    """
-    from actionlrp.codec import motion_field
-    from actionlrp.descriptors import describe
-    from actionlrp.relevance import DEFAULT_EPSILON, explain
-
-    field = motion_field(video, model.motion, model.cell, transcode=model.transcode)
-    desc = describe(field, model.params_)
-    epsilon = DEFAULT_EPSILON if epsilon is None else epsilon
-    e = explain(model, field, desc, class_name, epsilon, fine, reference)
-    interval = None
-    truth = Path(video).with_suffix(".json")
-    if truth.is_file():
-        from actionlrp.synthetic import load_ground_truth
-
-        try:
-            interval = load_ground_truth(video).interval
-        except Exception:  # noqa: BLE001 — a foreign JSON beside a clip is not an error
-            interval = None
-    return e, write_report(video, e, field, out_dir, interval)
-
-
 # --------------------------------------------------------------------------------------------
 # A whole dataset
 
 
-LOCALISATION_KEYS = ("mass_on_actor", "mass_near_actor", "pointing_game", "top_frames_in_interval")
-
-
-def localisation_scores(explanation: Explanation, truth, cell: int) -> dict:
-    """How well an explanation points at a known action (built-in dataset ground truth).
-
-    ``mass_on_actor``: share of positive R(1) inside the actor's box during the action interval
-    (relevance mass accuracy); ``mass_near_actor``: the same with the box grown by one 16-px
-    macroblock, the resolution of the motion vectors; ``pointing_game``: 1 if the voxel of
-    highest R(1) lies in the box; ``top_frames_in_interval``: share of the top 10 % frames by
-    r_t inside the interval.
-    """
-    r1 = explanation.relevance_voxels
-    t = r1.shape[0]
-    target = truth.actor_mask(cell)[:t] * truth.in_interval()[:t, None, None]
-    positive = np.clip(r1, 0.0, None)
-    total = positive.sum()
-    peak = np.unravel_index(int(np.argmax(r1)), r1.shape)
-    k = max(1, int(round(0.1 * t)))
-    top = explanation.top_frames(k)
-    near = truth.actor_mask(cell, margin=16)[:t] * truth.in_interval()[:t, None, None]
-    return {
-        "mass_on_actor": float((positive * target).sum() / total) if total > 0 else 0.0,
-        "mass_near_actor": float((positive * near).sum() / total) if total > 0 else 0.0,
-        "pointing_game": float(target[peak] > 0),
-        "top_frames_in_interval": float(truth.in_interval()[top].mean()),
-    }
-
-
-def explain_dataset(
-    model,
-    clips,
-    out_dir: str | os.PathLike,
-    epsilon: float | None = None,
-    fine: bool = True,
-    reports: int = 3,
-    progress: bool = False,
-    reference: str | None = "still",
-) -> Path:
-    """Explain every clip of a dataset; write ``out_dir/report.html`` and ``summary.json``.
-
-    Per class: the HOF / MBHx / MBHy shares summed over its true positives (the paper's Fig. 5),
-    its highest-relevance frames across clips, and — where the built-in ground truth lies beside
-    the clips — the localisation scores of `localisation_scores`. The first ``reports`` clips of
-    each class also get a full single-clip report under ``out_dir/clips/``. ``epsilon``,
-    ``fine`` and ``reference`` are those of `relevance.explain`; the defaults are the fine rule
-    from a motionless root, the most faithful and best localised on the built-in data
-    (README, faithfulness); ``fine=False, reference=None`` is the paper's rule.
-    """
-    from actionlrp.codec import motion_field
-    from actionlrp.descriptors import describe
-    from actionlrp.relevance import DEFAULT_EPSILON, explain
-
-    out = Path(out_dir)
-    (out / "clips").mkdir(parents=True, exist_ok=True)
-    epsilon = DEFAULT_EPSILON if epsilon is None else epsilon
-    classes = [str(c) for c in model.classes_]
-    shares = {c: {f: 0.0 for f in FEATURE_NAMES} for c in classes}
-    best_frames: dict[str, list] = {c: [] for c in classes}
-    rows, failed = [], []
-    done_reports: dict[str, int] = {}
-    iterator = clips
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(clips, desc="explaining", unit="clip", file=sys.stderr)
-    for clip in iterator:
-        try:
-            field = motion_field(clip.path, model.motion, model.cell, transcode=model.transcode)
-            desc = describe(field, model.params_)
-            e = explain(model, field, desc, None, epsilon, fine, reference)
-        except ActionLRPError as exc:
-            failed.append(str(exc))
-            continue
-        row = {
-            "clip": str(clip.path),
-            "true": clip.label,
-            "predicted": e.class_name,
-            "score": e.score,
-            "absorbed": e.absorbed,
-        }
-        truth = _ground_truth(clip.path)
-        if truth is not None:
-            row.update(localisation_scores(e, truth, field.cell))
-        if e.class_name == clip.label:
-            for f, v in e.feature_relevance.items():
-                shares[clip.label][f] += v
-            for t in e.top_frames(3):
-                heat = e.relevance_voxels[t].copy()
-                best_frames[clip.label].append(
-                    (
-                        float(e.frame_relevance[t]),
-                        clip.path,
-                        int(t),
-                        heat,
-                        _limit(e.relevance_voxels),
-                        field.cell,
-                    )
-                )
-        if done_reports.get(clip.label, 0) < reports:
-            interval = truth.interval if truth is not None else None
-            folder = out / "clips" / clip.path.stem
-            write_report(clip.path, e, field, folder, interval)
-            row["report"] = str(folder.relative_to(out) / "report.html")
-            done_reports[clip.label] = done_reports.get(clip.label, 0) + 1
-        rows.append(row)
-    figures = {"shares": _plot_class_shares(shares, out / "feature_shares_by_class.png")}
-    frame_figures = {}
-    for c in classes:
-        best = sorted(best_frames[c], key=lambda x: -x[0])[:3]
-        if best:
-            frame_figures[c] = _plot_best_frames(best, out / f"top_frames_{c}.png")
-    summary_data = {
-        "classes": classes,
-        "n_clips": len(rows),
-        "n_failed": len(failed),
-        "failed": failed,
-        "accuracy": float(np.mean([r["true"] == r["predicted"] for r in rows])) if rows else 0.0,
-        "rule": {"epsilon": float(epsilon), "fine": bool(fine), "reference": reference},
-        "feature_shares": shares,
-        "clips": rows,
-    }
-    for key in LOCALISATION_KEYS:
-        correct = [r[key] for r in rows if key in r and r["true"] == r["predicted"]]
-        if correct:
-            summary_data[key] = float(np.mean(correct))
-    (out / "summary.json").write_text(json.dumps(summary_data, indent=2))
-    return _write_dataset_page(out, summary_data, figures, frame_figures)
-
-
-def _ground_truth(path: Path):
-    if not Path(path).with_suffix(".json").is_file():
-        return None
-    from actionlrp.synthetic import load_ground_truth
-
-    try:
-        return load_ground_truth(path)
-    except ActionLRPError:
-        return None
-
-
-def _plot_class_shares(shares: dict, out: Path) -> Path:
+def plot_class_shares(shares: dict, out: Path) -> Path:
     classes = list(shares)
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(classes)), 2.8), dpi=100)
     width = 0.27
@@ -550,7 +388,7 @@ def _plot_class_shares(shares: dict, out: Path) -> Path:
     return out
 
 
-def _plot_best_frames(best: list, out: Path) -> Path:
+def plot_best_frames(best: list, out: Path) -> Path:
     panels = [
         (_decode_frames(path, {t}).get(t), heat, limit, f"{Path(path).name} frame {t}")
         for _, path, t, heat, limit, _ in best
@@ -558,24 +396,32 @@ def _plot_best_frames(best: list, out: Path) -> Path:
     return _overlay_row(panels, best[0][5], out, fontsize=8)
 
 
-def _rule_text(rule: dict) -> str:
-    spread = "to the vectors (fine rule)" if rule["fine"] else "evenly over each cube (the paper)"
-    root = ", measured from no motion" if rule["reference"] == "still" else ""
-    return f"Relevance: ε = {rule['epsilon']:g}, {spread}{root}"
+def rule_text(rule: dict) -> str:
+    """One line that says what a rule (`Rule.summary`) does."""
+    if rule["histogram"] == "bins":
+        spread = "through the histogram bins to the vectors"
+    else:
+        spread = "evenly over each cube"
+    root = ", measured from no motion" if rule["root"] == "still" else ""
+    unit = " × the clip's mean |Ψ|" if rule["epsilon_unit"] == "relative" else ""
+    return f"rule {rule['name']}: ε = {rule['epsilon']:g}{unit}, {spread}{root}"
 
 
-def _write_dataset_page(out: Path, data: dict, figures: dict, frame_figures: dict) -> Path:
+def write_dataset_page(
+    out: Path, data: dict, figures: dict, frame_figures: dict, localisation_keys: tuple = ()
+) -> Path:
+    """``out/report.html`` of a dataset's explanations (`report.explain_dataset`'s numbers)."""
     rows = []
     for r in data["clips"]:
         link = f'<a href="{html.escape(r["report"])}">report</a>' if "report" in r else ""
-        loc = "".join(f"<td>{r[k]:.2f}</td>" if k in r else "<td></td>" for k in LOCALISATION_KEYS)
+        loc = "".join(f"<td>{r[k]:.2f}</td>" if k in r else "<td></td>" for k in localisation_keys)
         rows.append(
             f"<tr><td>{html.escape(Path(r['clip']).name)}</td><td>{html.escape(r['true'])}</td>"
             f"<td>{html.escape(r['predicted'])}</td><td>{r['score']:.3g}</td>{loc}<td>{link}</td>"
             "</tr>"
         )
     means = "".join(
-        f"<li>{k.replace('_', ' ')}: {data[k]:.3f}</li>" for k in LOCALISATION_KEYS if k in data
+        f"<li>{k.replace('_', ' ')}: {data[k]:.3f}</li>" for k in localisation_keys if k in data
     )
     classes = "".join(
         f'<h3>{html.escape(c)}</h3><img alt="top frames {html.escape(c)}" '
@@ -589,7 +435,8 @@ img{{max-width:100%;border:1px solid #ddd}} td,th{{padding:2px 8px;text-align:le
 </head><body>
 <h1>What the model looks at, class by class</h1>
 <p>{data["n_clips"]} clips explained ({data["n_failed"]} failed), accuracy {data["accuracy"]:.3f}.
-Red: evidence for the predicted class; blue: against. {_rule_text(data["rule"])}.</p>
+Red: evidence for the predicted class; blue: against.
+Relevance by the {rule_text(data["rule"])}.</p>
 <ul>{means}</ul>
 <h2>Share of HOF, MBHx and MBHy over the true positives of each class</h2>
 <img alt="feature shares by class" src="{_data_uri(figures["shares"], "image/png")}">

@@ -1,0 +1,644 @@
+"""The relevance steps of the descriptor layers (design §5.5, §5.6): R(2) → R(1).
+
+A descriptor's relevance reaches the motion field either evenly over its cube's voxels
+(`spread_relevance`, the paper's rule) or through its histogram bins to the vectors that filled
+them (`spread_bins`), and for MBH through the flow gradient to the vectors it differences
+(`gradient_relevance`). `still_reference` gives the motionless cubes a rule's still root is
+measured from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
+
+from actionlrp._scratch import _in_pieces, _workspace
+from actionlrp.descriptors import (
+    _SPATIAL_CELLS,
+    _TIME_CELLS,
+    FEATURE_TYPES,
+    N_ORIENTATIONS,
+    DescriptorParams,
+    LocalDescriptors,
+    _spatial_gradient,
+    describe,
+    downscale,
+    scale_factor,
+)
+from actionlrp.video import MotionField
+
+if TYPE_CHECKING:
+    from actionlrp.relevance import Forward
+    from actionlrp.rules import Rule
+
+_MIN_SPREAD_PIECE = 3  # time cells per thread in `spread_bins`
+
+
+@dataclass(frozen=True)
+class HistogramLayer:
+    """The descriptor layer: a motion field's HOF / MBHx / MBHy histograms on cubes.
+
+    Forward: `describe` (design §2). Relevance: R(2) → R(1) on the motion field's voxels, by
+    the rule's ``histogram`` spreading (design §5.5, §5.6).
+
+    Parameters
+    ----------
+    params : DescriptorParams
+    """
+
+    params: DescriptorParams = field(default_factory=DescriptorParams)
+
+    def forward(self, field_: MotionField) -> LocalDescriptors:
+        """The clip's descriptors, `describe` with ``params``."""
+        return describe(field_, self.params)
+
+    def relevance(
+        self, forward: Forward, r2: Mapping[str, np.ndarray], rule: Rule
+    ) -> dict[str, np.ndarray]:
+        """R(2) → R(1): per feature type, the relevance of each voxel of the motion field.
+
+        Parameters
+        ----------
+        forward : Forward
+            The clip's forward pass (its motion field and descriptors).
+        r2 : dict of str to ndarray
+            Per feature type, R(2) of each descriptor (N,) or of each of its histogram bins
+            (N, dims[f]).
+        rule : Rule
+            ``"bins"``: each bin's relevance to the vectors that filled it (`spread_bins`, from
+            ``rule.root``); ``"flat"``: each descriptor's evenly over its cube
+            (`spread_relevance`).
+
+        Returns
+        -------
+        dict of str to ndarray, shape (T, gh, gw), float64
+        """
+        field_, desc = forward.field, forward.descriptors
+        if rule.histogram == "bins":
+            return spread_bins(field_, desc, r2, self.params, root=rule.root)
+        return {
+            f: spread_relevance(desc, per_descriptor(r), field_.grid_shape, field_.cell)
+            for f, r in r2.items()
+        }
+
+
+def per_descriptor(r2: np.ndarray) -> np.ndarray:
+    """R(2) of each descriptor, shape (N,), from R(2) per descriptor (N,) or per bin (N, d)."""
+    return row_sums(r2) if r2.ndim == 2 else r2
+
+
+def row_sums(r: np.ndarray) -> np.ndarray:
+    """Σ_i r_li of an (N, d) float64 array, shape (N,): R(2) per descriptor from R(2) per
+    input dimension. A BLAS GEMV, a third of the time of ``r.sum(axis=1)``."""
+    return r @ np.ones(r.shape[1])
+
+
+def spread_relevance(
+    desc: LocalDescriptors,
+    relevance: np.ndarray,
+    grid: tuple[int, int, int],
+    cell: int,
+) -> np.ndarray:
+    """Spread each descriptor's relevance evenly over the voxels of its cube; overlaps add.
+
+    design §5, voxels (the paper's rule); `spread_bin_relevance` is the finer one. Σ R(1) = Σ R(2)
+    to float precision.
+
+    Parameters
+    ----------
+    desc : LocalDescriptors
+        N cubes with their boxes (frames, pixels).
+    relevance : ndarray, shape (N,)
+        R(2) of each descriptor.
+    grid : tuple (T, gh, gw)
+        Shape of the motion field's voxel grid.
+    cell : int
+        Grid cell size in pixels.
+
+    Returns
+    -------
+    ndarray, shape (T, gh, gw), float64
+        R(1) per voxel.
+    """
+    relevance = np.asarray(relevance, np.float64)
+    if relevance.shape != (len(desc),):
+        raise ValueError(f"relevance must have shape ({len(desc)},), got {relevance.shape}")
+    t0, t1 = desc.boxes[:, 0], desc.boxes[:, 1]
+    y0, y1 = desc.boxes[:, 2] // cell, -(-desc.boxes[:, 3] // cell)
+    x0, x1 = desc.boxes[:, 4] // cell, -(-desc.boxes[:, 5] // cell)
+    volume = ((t1 - t0) * (y1 - y0) * (x1 - x0)).astype(np.float64)
+    return _box_add(grid, (t0, t1, y0, y1, x0, x1), relevance / volume)
+
+
+def _box_add(grid: tuple[int, int, int], boxes: tuple[np.ndarray, ...], values: np.ndarray):
+    """Σ over boxes of ``value`` on every voxel inside: corner updates, then 3 cumulative sums."""
+    t, gh, gw = grid
+    t0, t1, y0, y1, x0, x1 = (np.asarray(b, np.int64) for b in boxes)
+    if len(values) and (
+        min(t0.min(), y0.min(), x0.min()) < 0 or t1.max() > t or y1.max() > gh or x1.max() > gw
+    ):
+        raise ValueError(f"boxes reach outside the grid {grid}")
+    out = np.zeros((t + 1, gh + 1, gw + 1))
+    _box_corners(t0, t1, y0, y1, x0, x1, np.asarray(values, np.float64), out)
+    return out[:t, :gh, :gw]
+
+
+@njit(cache=True, nogil=True)
+def _box_corners(t0, t1, y0, y1, x0, x1, values, out):
+    """+value at the 8 corners of each box (signs alternating), then prefix sums along each
+    axis of ``out`` (t + 1, gh + 1, gw + 1), in place."""
+    for n in range(values.shape[0]):
+        v = values[n]
+        for tt, ts in ((t0[n], v), (t1[n], -v)):
+            for yy, ys in ((y0[n], ts), (y1[n], -ts)):
+                out[tt, yy, x0[n]] += ys
+                out[tt, yy, x1[n]] -= ys
+    nt, ny, nx = out.shape
+    for a in range(1, nt):
+        for b in range(ny):
+            for c in range(nx):
+                out[a, b, c] += out[a - 1, b, c]
+    for a in range(nt):
+        for b in range(1, ny):
+            for c in range(nx):
+                out[a, b, c] += out[a, b - 1, c]
+        for b in range(ny):
+            for c in range(1, nx):
+                out[a, b, c] += out[a, b, c - 1]
+
+
+def spread_bin_relevance(
+    field_: MotionField,
+    desc: LocalDescriptors,
+    relevance: np.ndarray,
+    feature: str,
+    params: DescriptorParams | None = None,
+    vectors: bool = True,
+    root: str = "zero",
+) -> np.ndarray:
+    """Hand the relevance of each histogram bin of each descriptor to the vectors that filled it.
+
+    The relevance step of the histogram layer (finer than design §5's even spreading). A
+    descriptor's normalisation is monotone per bin up to one scale, so bin j of its normalised
+    histogram passes its relevance to raw bin j unchanged (as the FV normalisation does in
+    design §5). Overlapping cubes share cells: the relevance ``A_ob`` of bin b of cell o (a
+    ``cs × cs`` block of grid cells × ``cell_frames`` frames) sums over the cubes that hold o.
+    It goes to the voxels in proportion to their contribution to the bin:
+    ``R(1)_v = Σ_{o ∋ v} Σ_b A_ob · w_vb / H_ob`` with ``H_ob = Σ_{v ∈ o} w_vb`` (HOF: the vector's
+    magnitude split between its two nearest orientations, or the still weight; MBH: the same of
+    the flow gradient). A bin that is empty (H_ob = 0, relevance of an *absent* motion) is spread
+    evenly over its cell. For MBH the voxels hold flow gradients; `gradient_relevance` then hands
+    each one's relevance on to the vectors it differences (unless ``vectors`` is False). Σ R(1) =
+    Σ relevance to float64 round-off.
+
+    One compiled pass per time cell (`_spread_time_cells`): bins, sums, spreading and the
+    gradient layer, with scratch arrays of one time cell only. The time cells are cut into one
+    piece per CPU, spread in threads (`spread_bins` does several feature types at once).
+
+    Parameters
+    ----------
+    field_ : MotionField
+        The clip's field, (T, gh, gw, 2).
+    desc : LocalDescriptors
+        Its N descriptors, as `describe` gave them with ``params``.
+    relevance : ndarray, shape (N, dims[feature])
+        Relevance of each descriptor's bins, e.g. from `FisherEncoder.dimension_relevance`.
+    feature : str
+        ``"hof"``, ``"mbhx"`` or ``"mbhy"``.
+    params : DescriptorParams, optional
+    vectors : bool
+        MBH only: carry the relevance through the gradient layer to the flow vectors (True) or
+        leave it on the gradient voxels that filled the bins (False).
+    root : {"zero", "still"}
+        ``"still"``: the bins' relevance was measured from a motionless field
+        (`FisherEncoder.dimension_relevance` with `still_reference`), so each voxel's
+        contribution is too: ``w_vb − w⁰_vb``, with ``w⁰`` what it gives when it does not move.
+        Only HOF's still bin changes: a still voxel gives it nothing, a moving one −threshold
+        (the stillness it took away), so a change of stillness goes to the vectors that moved.
+
+    Returns
+    -------
+    ndarray, shape (T, gh, gw), float64
+        R(1) per voxel of the field.
+    """
+    if feature not in FEATURE_TYPES:
+        raise ValueError(f"feature must be one of {FEATURE_TYPES}, got {feature!r}")
+    return spread_bins(field_, desc, {feature: relevance}, params, vectors, root)[feature]
+
+
+def spread_bins(
+    field_: MotionField,
+    desc: LocalDescriptors,
+    relevance: Mapping[str, np.ndarray],
+    params: DescriptorParams | None = None,
+    vectors: bool = True,
+    root: str = "zero",
+) -> dict[str, np.ndarray]:
+    """`spread_bin_relevance` of several feature types in one pass over the clip's time cells,
+    cut into one piece per CPU (threads).
+
+    Parameters
+    ----------
+    field_, desc, params, vectors, root
+        As in `spread_bin_relevance`.
+    relevance : dict of str to ndarray, shape (N, dims[feature])
+        Relevance of each descriptor's bins, per feature type.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (T, gh, gw), float64
+        R(1) per voxel of the field, per feature type of ``relevance``.
+    """
+    params = params or DescriptorParams()
+    if root not in ("zero", "still"):
+        raise ValueError(f"root must be 'zero' or 'still', got {root!r}")
+    dims = params.dims()
+    for feature in relevance:
+        if feature not in FEATURE_TYPES:
+            raise ValueError(f"feature must be one of {FEATURE_TYPES}, got {feature!r}")
+    relevance = {f: np.ascontiguousarray(r, np.float64) for f, r in relevance.items()}
+    for feature, r in relevance.items():
+        if r.shape != (len(desc), dims[feature]):
+            raise ValueError(
+                f"relevance of {feature} must have shape ({len(desc)}, {dims[feature]}), "
+                f"got {r.shape}"
+            )
+    factor = scale_factor(field_.width, params.max_width)
+    if factor > 1:
+        coarse = spread_bins(
+            downscale(field_, factor),
+            LocalDescriptors(desc.features, _downscale_boxes(desc.boxes, factor)),
+            relevance,
+            dataclasses.replace(params, max_width=None),
+            vectors,
+            root,
+        )
+        return {f: _upsample(r, factor, field_.grid_shape) for f, r in coarse.items()}
+    t, gh, gw = field_.grid_shape
+    cf, c = params.cell_frames, field_.cell
+    out = {f: np.zeros((t, gh, gw)) for f in relevance}
+    if t // cf == 0 or len(desc) == 0:
+        return out
+    sides = (desc.boxes[:, 3] - desc.boxes[:, 2]) // (_SPATIAL_CELLS * c)
+    sizes = []  # per cube size: its cubes by start time cell, as `_spread_time_cells` takes them
+    for cs in np.unique(sides):
+        chosen = np.flatnonzero(sides == cs)
+        box = desc.boxes[chosen]
+        tc0 = (box[:, 0] // cf).astype(np.int64)
+        order = np.argsort(tc0, kind="stable")
+        sizes.append(
+            (
+                chosen[order],
+                np.searchsorted(tc0[order], np.arange(t // cf + 1)),
+                (box[order, 2] // c).astype(np.int64),
+                (box[order, 4] // c).astype(np.int64),
+                int(cs),
+            )
+        )
+    threshold = float(params.still_threshold)
+    root_still = threshold if root == "still" else 0.0
+    to_vectors = vectors and gh >= 2 and gw >= 2
+
+    def spread_piece(start: int, stop: int) -> None:  # time cells start … stop − 1
+        frames = slice(start * cf, stop * cf)
+        n = (stop - start) * cf
+        with _workspace() as work:
+            planes = work.array("spread planes", (2, n, gh, gw))
+            planes[0], planes[1] = field_.flow[frames, ..., 0], field_.flow[frames, ..., 1]
+            gx, gy = work.array("spread gx", (n, gh, gw)), work.array("spread gy", (n, gh, gw))
+            angle = work.array("spread angle", (n, gh, gw))
+            for feature, r in relevance.items():
+                hof = feature == "hof"
+                component = planes[1 if feature == "mbhy" else 0]
+                dx, dy = (planes[0], planes[1]) if hof else (gx, gy)
+                if not hof:
+                    _spatial_gradient(component, c, dx, dy)
+                np.arctan2(dy, dx, out=angle)  # as `describe` takes it: the same bins to the bit
+                for rows, first, y0, x0, cs in sizes:
+                    _spread_time_cells(
+                        dx,
+                        dy,
+                        angle,
+                        component,
+                        hof,
+                        r,
+                        rows,
+                        first,
+                        y0,
+                        x0,
+                        cs,
+                        cf,
+                        threshold,
+                        root_still,
+                        to_vectors and not hof,
+                        out[feature][frames],
+                        start,
+                    )
+
+    _in_pieces(t // cf, _MIN_SPREAD_PIECE, spread_piece)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _spread_time_cells(
+    dx,
+    dy,
+    angle,
+    component,
+    hof,
+    relevance,
+    rows,
+    first,
+    y0,
+    x0,
+    cs,
+    cf,
+    threshold,
+    root_still,
+    vectors,
+    out,
+    tc_start,
+):
+    """`spread_bin_relevance` of the time cells ``tc_start …`` for the cubes of one size
+    (``cs`` grid cells per spatial cell), added into ``out`` (n, gh, gw), their n frames.
+
+    ``dx, dy, angle`` (n, gh, gw) float32, those frames' vectors that fill the bins (HOF: the
+    flow; MBH: the gradient of ``component``) and ``arctan2(dy, dx)``. The cubes are
+    ``relevance[rows]``, sorted by start time cell; those starting in time cell s are
+    ``first[s]:first[s + 1]``, at grid cell (``y0``, ``x0``). Per time cell: each voxel's two
+    bins and weights (the arithmetic of `orientation_bins`), H_ob (the cs × cs sums), A_ob (the
+    relevance of the cubes that hold the cell), then every voxel of a non-empty bin gets
+    A_ob · w_vb / H_ob from each cell o that holds it, and an empty bin's A_ob goes evenly over
+    its cs·cs·cf voxels. With ``vectors`` each frame then goes through the gradient layer
+    (`_frame_gradient_relevance`).
+    """
+    n_frames, gh, gw = dx.shape
+    nb = relevance.shape[1] // (_TIME_CELLS * _SPATIAL_CELLS * _SPATIAL_CELLS)
+    lower = np.empty((cf, gh, gw), np.int64)
+    w_lower = np.empty((cf, gh, gw))
+    w_upper = np.empty((cf, gh, gw))
+    w_extra = np.empty((cf, gh, gw))
+    hist = np.empty((gh, gw, nb))
+    acc = np.empty((gh, gw, nb))
+    even = np.empty((gh, gw))
+    used = np.empty((gh, gw), np.bool_)  # cells that some cube holds: the others get nothing
+    h = np.empty(nb)
+    gathered = np.empty((gh, gw, nb))
+    gathered_even = np.empty((gh, gw))
+    voxels = np.empty((gh, gw))
+    adjoint = np.empty((gh, gw))
+    to_bins = np.float32(N_ORIENTATIONS / (2 * np.pi))
+    full_turn = np.float32(N_ORIENTATIONS)
+    still = np.float32(threshold)
+    for tc in range(tc_start, tc_start + n_frames // cf):
+        hist[:] = 0.0
+        for k in range(cf):
+            t = (tc - tc_start) * cf + k
+            for y in range(gh):
+                for x in range(gw):
+                    u, v = dx[t, y, x], dy[t, y, x]
+                    magnitude_sq = u * u + v * v
+                    position = angle[t, y, x] * to_bins
+                    position = position + full_turn if position < 0 else position
+                    base = np.floor(position)
+                    lo = np.int64(base) & (N_ORIENTATIONS - 1)  # it may round up to 8.0
+                    extra = 0.0  # a moving voxel's share of the still bin, from the root
+                    if hof and magnitude_sq < still * still:
+                        lo, wl, wu = N_ORIENTATIONS, np.float64(still) - root_still, 0.0
+                    else:
+                        magnitude = np.sqrt(magnitude_sq)
+                        wu = magnitude * (position - base)
+                        wl = magnitude - wu
+                        extra = -root_still
+                    lower[k, y, x], w_lower[k, y, x], w_upper[k, y, x] = lo, wl, wu
+                    w_extra[k, y, x] = extra
+                    hist[y, x, lo] += wl
+                    if lo < N_ORIENTATIONS:
+                        hist[y, x, (lo + 1) & (N_ORIENTATIONS - 1)] += wu
+                        if hof:
+                            hist[y, x, N_ORIENTATIONS] += extra
+        # A_ob: the relevance of the cubes whose k-th time cell is tc, on their 2 × 2 cells
+        acc[:] = 0.0
+        used[:] = False
+        for k in range(min(_TIME_CELLS, tc + 1)):
+            for n in range(first[tc - k], first[tc - k + 1]):
+                f = k * _SPATIAL_CELLS * _SPATIAL_CELLS * nb
+                row = rows[n]
+                for i in range(_SPATIAL_CELLS):
+                    for j in range(_SPATIAL_CELLS):
+                        y, x = y0[n] + i * cs, x0[n] + j * cs
+                        used[y, x] = True
+                        for b in range(nb):
+                            acc[y, x, b] += relevance[row, f]
+                            f += 1
+        # Round-off guard: H_ob is at least the largest single-cell bin, at most cs² times it.
+        bin_floor = 1e-12 * max(np.abs(hist).max(), 1e-300)
+        even[:] = 0.0
+        for y in range(gh - cs + 1):
+            for x in range(gw - cs + 1):
+                if not used[y, x]:
+                    continue
+                h[:] = 0.0
+                for oy in range(y, y + cs):
+                    for ox in range(x, x + cs):
+                        for b in range(nb):
+                            h[b] += hist[oy, ox, b]
+                for b in range(nb):
+                    if abs(h[b]) > bin_floor:
+                        acc[y, x, b] /= h[b]
+                    else:
+                        even[y, x] += acc[y, x, b] / (cs * cs * cf)
+                        acc[y, x, b] = 0.0
+        # Each grid cell gathers from the cs × cs cells that contain it (adjoint of the sums),
+        # then each of its voxels takes its bins' shares.
+        for y in range(gh):
+            for x in range(gw):
+                gathered[y, x, :] = 0.0
+                gathered_even[y, x] = 0.0
+                for oy in range(max(0, y - cs + 1), min(y, gh - cs) + 1):
+                    for ox in range(max(0, x - cs + 1), min(x, gw - cs) + 1):
+                        if not used[oy, ox]:
+                            continue
+                        gathered_even[y, x] += even[oy, ox]
+                        for b in range(nb):
+                            gathered[y, x, b] += acc[oy, ox, b]
+        for k in range(cf):
+            for y in range(gh):
+                for x in range(gw):
+                    lo = lower[k, y, x]
+                    up = (lo + 1) & (N_ORIENTATIONS - 1) if lo < N_ORIENTATIONS else lo
+                    voxels[y, x] = (
+                        gathered[y, x, lo] * w_lower[k, y, x]
+                        + gathered[y, x, up] * w_upper[k, y, x]
+                        + gathered_even[y, x]
+                    )
+                    if hof:
+                        voxels[y, x] += gathered[y, x, N_ORIENTATIONS] * w_extra[k, y, x]
+            t = (tc - tc_start) * cf + k
+            if vectors:
+                _frame_gradient_relevance(component[t], voxels, adjoint, out[t])
+            else:
+                out[t] += voxels
+
+
+def gradient_relevance(field_: MotionField, relevance: np.ndarray, feature: str) -> np.ndarray:
+    """The relevance step of the gradient layer of MBH: from gradient voxels to flow vectors.
+
+    The gradient ``g = (D_x c, D_y c)`` of one flow component ``c`` (central differences,
+    one-sided at the edges, as `describe` takes it) is linear and blind to a constant flow, so
+    its magnitude splits exactly over the vectors it differences around any constant root
+    ``c̃`` (design §5, the z-rule of a linear layer taken from a root point):
+    ``|g_v| = Σ_i (g_v · ∂g_v/∂c_i)(c_i − c̃) / |g_v|``. ``c̃`` is the frame's median of the
+    component, its camera motion, so a motion boundary's relevance goes to the side that moves
+    against the background rather than half to each. Voxel v's relevance goes to vector i in
+    that proportion: ``R_i = (c_i − c̃) · (D_xᵀ a_x + D_yᵀ a_y)_i`` with ``a = R_v g_v / |g_v|²``.
+    Where ``g_v = 0`` the relevance stays on v. Σ R_i = Σ R_v to round-off.
+
+    Parameters
+    ----------
+    field_ : MotionField
+        The field, (T, gh, gw, 2).
+    relevance : ndarray, shape (T, gh, gw)
+        Relevance of each gradient voxel of ``feature`` (``"mbhx"``: of dx, ``"mbhy"``: of dy).
+    feature : str
+        ``"mbhx"`` or ``"mbhy"``.
+
+    Returns
+    -------
+    ndarray, shape (T, gh, gw), float64
+    """
+    if feature not in ("mbhx", "mbhy"):
+        raise ValueError(f"feature must be 'mbhx' or 'mbhy', got {feature!r}")
+    relevance = np.asarray(relevance, np.float64)
+    if relevance.shape != field_.grid_shape:
+        raise ValueError(f"relevance must have shape {field_.grid_shape}, got {relevance.shape}")
+    t, gh, gw = field_.grid_shape
+    if gh < 2 or gw < 2 or t == 0:
+        return relevance.copy()
+    component = np.ascontiguousarray(field_.flow[..., 0 if feature == "mbhx" else 1], np.float32)
+    out = np.zeros_like(relevance)
+    _gradient_relevance(component, np.ascontiguousarray(relevance), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _gradient_relevance(component, relevance, out):
+    """`gradient_relevance` of ``component`` (t, gh ≥ 2, gw ≥ 2), added into ``out``."""
+    adjoint = np.empty(relevance.shape[1:])
+    for f in range(relevance.shape[0]):
+        _frame_gradient_relevance(component[f], relevance[f], adjoint, out[f])
+
+
+@njit(inline="always")
+def _float64_gradient(c, r, x):
+    """(∂c/∂x, ∂c/∂y) at (r, x) in float64: central differences, one-sided at the edges."""
+    gh, gw = c.shape
+    lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
+    gx = (np.float64(c[r, hi]) - np.float64(c[r, lo])) * (0.5 if hi - lo == 2 else 1.0)
+    lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
+    gy = (np.float64(c[hi, x]) - np.float64(c[lo, x])) * (0.5 if hi - lo == 2 else 1.0)
+    return gx, gy
+
+
+@njit(inline="always")
+def _frame_gradient_relevance(c, relevance, adjoint, out):
+    """One frame of `gradient_relevance`: component ``c`` (gh, gw), voxel ``relevance``
+    (gh, gw); the vectors' relevance is added into ``out`` (gh, gw). A gradient counts as 0
+    at or under 1e-12 × the frame's largest |g|² (round-off)."""
+    gh, gw = c.shape
+    root = np.median(c)
+    top = 0.0
+    for r in range(gh):
+        for x in range(gw):
+            gx, gy = _float64_gradient(c, r, x)
+            top = max(top, gx * gx + gy * gy)
+    floor = 1e-12 * max(top, 1e-300)
+    adjoint[:] = 0.0
+    for r in range(gh):
+        for x in range(gw):
+            gx, gy = _float64_gradient(c, r, x)
+            square = gx * gx + gy * gy
+            if square <= floor:
+                out[r, x] += relevance[r, x]
+                continue
+            # a = R g / |g|², scattered by Dᵀ: the weights of g's central or edge differences
+            share = relevance[r, x] / square
+            lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
+            ax = share * gx * (0.5 if hi - lo == 2 else 1.0)
+            adjoint[r, hi] += ax
+            adjoint[r, lo] -= ax
+            lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
+            ay = share * gy * (0.5 if hi - lo == 2 else 1.0)
+            adjoint[hi, x] += ay
+            adjoint[lo, x] -= ay
+    for r in range(gh):
+        for x in range(gw):
+            out[r, x] += (c[r, x] - root) * adjoint[r, x]
+
+
+def _downscale_boxes(boxes: np.ndarray, factor: int) -> np.ndarray:
+    out = boxes.copy()
+    out[:, 2:] //= factor
+    return out
+
+
+def _upsample(values: np.ndarray, factor: int, grid: tuple[int, int, int]) -> np.ndarray:
+    """Spread each coarse cell's value evenly over the fine cells it covers, (T, gh, gw)."""
+    _, gh, gw = grid
+    counts = np.zeros((values.shape[1] * factor, values.shape[2] * factor))
+    counts[:gh, :gw] = 1.0
+    per = counts.reshape(values.shape[1], factor, values.shape[2], factor).sum(axis=(1, 3))
+    share = np.divide(values, per, out=np.zeros_like(values), where=per > 0)
+    return np.repeat(np.repeat(share, factor, axis=1), factor, axis=2)[:, :gh, :gw]
+
+
+def still_reference(
+    field_: MotionField, desc: LocalDescriptors, params: DescriptorParams | None = None
+) -> tuple[LocalDescriptors, np.ndarray]:
+    """The descriptor of a motionless cube at each scale, and which one each of ``desc`` is.
+
+    A reference point for the relevance step (`FisherEncoder.dimension_relevance`): "no motion
+    here". Made by describing an all-zero motion field, so it is exactly what a still cube gives.
+
+    Returns
+    -------
+    reference : LocalDescriptors
+        One row per cube size of ``params``.
+    index : ndarray of int, shape (N,)
+        The row of ``reference`` of each descriptor's scale (by its box size).
+    """
+    params = params or DescriptorParams()
+    factor = scale_factor(field_.width, params.max_width)
+    reference = _still_descriptors(dataclasses.replace(params, max_width=None), field_.cell)
+    sides = np.asarray(reference.boxes[:, 3] - reference.boxes[:, 2])
+    order = np.argsort(sides, kind="stable")
+    place = np.searchsorted(sides[order], (desc.boxes[:, 3] - desc.boxes[:, 2]) // factor)
+    return reference, order[np.minimum(place, len(sides) - 1)].astype(np.intp)
+
+
+@functools.lru_cache(maxsize=16)
+def _still_descriptors(params: DescriptorParams, cell: int) -> LocalDescriptors:
+    """One motionless cube per size of ``params``, described (read-only arrays, shared)."""
+    rows = []
+    for size in params.cube_px:
+        still = MotionField(
+            flow=np.zeros((_TIME_CELLS * params.cell_frames, size // cell, size // cell, 2), "f4"),
+            frame_types=np.array(["P"] * (_TIME_CELLS * params.cell_frames)),
+            has_vectors=np.ones(_TIME_CELLS * params.cell_frames, bool),
+            timestamps=np.zeros(_TIME_CELLS * params.cell_frames),
+            width=size,
+            height=size,
+            fps=25.0,
+            cell=cell,
+        )
+        rows.append(describe(still, dataclasses.replace(params, cube_px=(size,))))
+    reference = LocalDescriptors.concatenate(rows)
+    for array in (*reference.features.values(), reference.boxes):
+        array.flags.writeable = False
+    return reference

@@ -1,0 +1,457 @@
+"""The relevance steps of the Fisher and PCA layers (design §5.3, §5.4): R(3) → R(2).
+
+The contribution of descriptor l to dimension d of Ψ is ``z_ld`` (`actionlrp.fisher`), so
+``Ψ_d = Σ_l z_ld`` and the ε-rule hands R(3) back to the descriptors as
+
+    R(2)_l = Σ_d z_ld a_d,    a_d = R(3)_d / (Ψ_d + ε sign Ψ_d).
+
+With a_d split into its mean and variance parts, the sum over d is ``x P + (x∘x) Q + C`` per
+component (`_relevance_terms`), so R(2) costs three matrix products over blocks of descriptors,
+the price of one encoding; no N × D matrix is built. Each term belongs to one input dimension of
+the encoded descriptor, which gives R(2) per histogram bin (`bin_relevance`); with PCA the
+projection is one more ε-rule layer on the way to the bins. With a still root every
+contribution is measured from that of a motionless cube (`descriptors_lrp.still_reference`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
+from sklearn.utils.validation import check_is_fitted
+
+from actionlrp._scratch import _Workspace, _workspace
+from actionlrp.descriptors import LocalDescriptors
+from actionlrp.descriptors_lrp import row_sums, still_reference
+from actionlrp.fisher import FisherEncoder, SoftAssignments, _n_descriptors
+from actionlrp.rules import EpsilonUnit, Rule
+
+if TYPE_CHECKING:
+    from actionlrp.relevance import Forward
+
+
+def relevance(
+    encoder: FisherEncoder, forward: Forward, r3: np.ndarray, rule: Rule
+) -> dict[str, np.ndarray]:
+    """The Fisher layer's relevance step for one clip: R(3) per FV dimension → R(2).
+
+    Parameters
+    ----------
+    encoder : FisherEncoder
+        The fitted encoder that encoded ``forward.descriptors``.
+    forward : Forward
+        The clip's forward pass (descriptors, Fisher vector with its kept soft assignments, the
+        dimensions it populates, motion field and descriptor parameters for the still root).
+    r3 : ndarray, shape (fv_dim_,)
+        Relevance of each FV dimension.
+    rule : Rule
+        ``rule.per_bin``: R(2) of each histogram bin of each descriptor (through the PCA layer
+        where there is one), measured from ``rule.root``; else R(2) of each descriptor by the
+        plain ε-rule.
+
+    Returns
+    -------
+    dict of str to ndarray, float64
+        Per feature type, shape (N, input_dims_[f]) with ``rule.per_bin``, else (N,). With
+        ``rule.per_bin`` they are ``forward.work``'s scratch arrays where it lends one: use them
+        before the next clip.
+    """
+    desc, fisher = forward.descriptors, forward.fisher
+    common = dict(
+        psi=fisher.psi,
+        live=forward.live,
+        epsilon_unit=rule.epsilon_unit,
+        assignments=fisher.assignments,
+    )
+    if not rule.per_bin:
+        r2, _ = epsilon_relevance(encoder, desc, r3, rule.epsilon, **common)
+        return r2
+    reference = index = None
+    if rule.root == "still":
+        reference, index = still_reference(forward.field, desc, forward.params)
+    out = None
+    if forward.work is not None:
+        out = {
+            f: forward.work.array(f"bins {f}", (len(desc), d), np.float64)
+            for f, d in encoder.input_dims_.items()
+        }
+    bins, _ = bin_relevance(
+        encoder,
+        desc,
+        r3,
+        rule.epsilon,
+        reference=reference,
+        reference_index=index,
+        out=out,
+        **common,
+    )
+    return bins
+
+
+def descriptor_relevance(
+    encoder: FisherEncoder,
+    desc: LocalDescriptors,
+    a: np.ndarray,
+    assignments: SoftAssignments | None = None,
+) -> dict[str, np.ndarray]:
+    """Per descriptor and feature type, Σ_{d in block f} z_ld · a_d, without an N × D matrix.
+
+    Parameters
+    ----------
+    encoder : FisherEncoder
+        A fitted encoder.
+    desc : LocalDescriptors
+        The clip that was encoded.
+    a : ndarray, shape (fv_dim_,)
+        One weight per dimension of Ψ, e.g. ``a_d = R(3)_d / (Ψ_d + ε sign Ψ_d)``.
+    assignments : SoftAssignments, optional
+        Kept from the encoding of ``desc`` (else computed again).
+
+    Returns
+    -------
+    dict of str to ndarray, shape (N,), float64
+        For each feature type f, ``r_l = Σ_{d in blocks_[f]} z_ld a_d``; hence
+        ``Σ_l r_l = Σ_{d in blocks_[f]} Ψ_d a_d`` to float64 round-off.
+    """
+    check_is_fitted(encoder, "weights_")
+    a = np.asarray(a, np.float64)
+    if a.shape != (encoder.fv_dim_,):
+        raise ValueError(f"a must have shape ({encoder.fv_dim_},) like Ψ, got {a.shape}")
+    n = _n_descriptors(desc, tuple(encoder.feature_types), encoder.input_dims_)
+    return {
+        f: _relevance_block(encoder, desc, f, a[encoder.blocks_[f]], n, assignments)
+        for f in encoder.blocks_
+    }
+
+
+def _relevance_terms(
+    encoder: FisherEncoder, f: str, a: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P, Q, C (K, d) with u a^μ + (u² − 1) a^σ = x P + x² Q + C per component and dimension
+    (design §5.3; x centred like the encoder's x′)."""
+    block = encoder._derived[f]
+    d, k = encoder.dims_[f], encoder.n_components
+    mu, sigma = block.means, block.sigmas
+    a_mean = a[: k * d].reshape(k, d) / (n * block.sqrt_weights[:, None])
+    a_var = a[k * d :].reshape(k, d) / (n * math.sqrt(2.0) * block.sqrt_weights[:, None])
+    p = a_mean / sigma - 2.0 * mu * a_var / sigma**2
+    q = a_var / sigma**2
+    c = -mu * a_mean / sigma + (mu**2 / sigma**2 - 1.0) * a_var
+    return p, q, c
+
+
+def _relevance_block(
+    encoder: FisherEncoder,
+    desc: LocalDescriptors,
+    f: str,
+    a: np.ndarray,
+    n: int,
+    assignments: SoftAssignments | None,
+) -> np.ndarray:
+    p, q, c = _relevance_terms(encoder, f, a, n)
+    const = c.sum(axis=1)
+    pq = np.ascontiguousarray(np.concatenate([p, q], axis=1).T)  # (2d, K)
+    out = np.empty(n)
+    start = 0
+    with _workspace() as work:
+        for gamma, stacked in encoder._chunks(desc, f, work, assignments):
+            inner = stacked @ pq
+            inner += const
+            # design §5.3: R(2)_l = Σ_k γ_lk [x_l·P + (x_l∘x_l)·Q + c]_k
+            out[start : start + len(gamma)] = np.einsum("lk,lk->l", gamma, inner)
+            start += len(gamma)
+    return out
+
+
+def epsilon_relevance(
+    encoder: FisherEncoder,
+    desc: LocalDescriptors,
+    r3: np.ndarray,
+    epsilon: float,
+    *,
+    psi: np.ndarray | None = None,
+    live: np.ndarray | None = None,
+    epsilon_unit: EpsilonUnit = "relative",
+    assignments: SoftAssignments | None = None,
+) -> tuple[dict[str, np.ndarray], float]:
+    """R(2) of each descriptor and feature type by the ε-rule (design §5.3).
+
+    ``R(2)_(l,f) = Σ_{d in block f} z_ld R(3)_d / (Ψ_d + ε_abs · sign(Ψ_d))`` with sign(0) = +1.
+    With ``epsilon_unit="relative"``, ``ε_abs = epsilon · mean_d |Ψ_d|`` (the clip's own mean
+    absolute FV entry over all D dimensions of Ψ, not Φ); ``"absolute"``: ``ε_abs = epsilon``.
+    A dimension whose denominator is exactly 0 (only possible with ``epsilon = 0`` and Ψ_d = 0)
+    passes nothing on.
+
+    Parameters
+    ----------
+    encoder : FisherEncoder
+        A fitted encoder.
+    desc : LocalDescriptors
+        The clip that was encoded.
+    r3 : ndarray, shape (fv_dim_,)
+        Relevance of each FV dimension, e.g. ``w_cd Φ_d + b_c / D``.
+    epsilon : float
+        The stabiliser (≥ 0); larger absorbs more relevance.
+    psi : ndarray, shape (fv_dim_,), optional
+        The clip's Ψ if already encoded (saves a second encoding).
+    live : ndarray of bool, shape (fv_dim_,), optional
+        Dimensions allowed to pass relevance on; the others keep theirs (absorbed).
+    epsilon_unit : {"relative", "absolute"}
+    assignments : SoftAssignments, optional
+        Kept from the encoding of ``desc``.
+
+    Returns
+    -------
+    r2 : dict of str to ndarray, shape (N,), float64
+        Relevance of each descriptor per feature type; R(2)_l = Σ_f r2[f][l].
+    absorbed : float
+        Σ_d R(3)_d − Σ_f Σ_l R(2)_(l,f), the relevance the stabiliser kept.
+    """
+    r3, psi = _relevance_inputs(encoder, desc, r3, epsilon, psi)
+    a = _stabilised_weights(r3, epsilon, epsilon_unit, psi, live)
+    r2 = descriptor_relevance(encoder, desc, a, assignments)
+    absorbed = float(r3.sum() - sum(float(r.sum()) for r in r2.values()))
+    return r2, absorbed
+
+
+def _relevance_inputs(
+    encoder: FisherEncoder,
+    desc: LocalDescriptors,
+    r3: np.ndarray,
+    epsilon: float,
+    psi: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``r3`` as float64 and the clip's Ψ, after checking the arguments of a relevance step."""
+    check_is_fitted(encoder, "weights_")
+    r3 = np.asarray(r3, np.float64)
+    if r3.shape != (encoder.fv_dim_,):
+        raise ValueError(f"r3 must have shape ({encoder.fv_dim_},) like Ψ, got {r3.shape}")
+    if not epsilon >= 0:
+        raise ValueError(f"epsilon must be ≥ 0, got {epsilon!r}")
+    return r3, encoder.encode(desc).psi if psi is None else psi
+
+
+def _stabilised_weights(
+    r3: np.ndarray,
+    epsilon: float,
+    epsilon_unit: EpsilonUnit,
+    psi: np.ndarray,
+    live: np.ndarray | None,
+) -> np.ndarray:
+    """a_d = R(3)_d / (Ψ_d + ε_abs sign Ψ_d), 0 where nothing may pass (design §5.3)."""
+    if epsilon_unit == "absolute":
+        eps_abs = float(epsilon)
+    else:
+        eps_abs = float(epsilon) * float(np.mean(np.abs(psi)))
+    denominator = psi + eps_abs * np.where(psi >= 0, 1.0, -1.0)
+    passes = denominator != 0 if live is None else live & (denominator != 0)
+    return np.divide(r3, denominator, out=np.zeros_like(r3), where=passes)
+
+
+def bin_relevance(
+    encoder: FisherEncoder,
+    desc: LocalDescriptors,
+    r3: np.ndarray,
+    epsilon: float,
+    *,
+    psi: np.ndarray | None = None,
+    live: np.ndarray | None = None,
+    reference: LocalDescriptors | None = None,
+    reference_index: np.ndarray | None = None,
+    out: Mapping[str, np.ndarray] | None = None,
+    epsilon_unit: EpsilonUnit = "relative",
+    assignments: SoftAssignments | None = None,
+) -> tuple[dict[str, np.ndarray], float]:
+    """R(2) of every input dimension of every descriptor: the ε-rule, one dimension finer.
+
+    Each term of ``R(2)_l = Σ_k γ_lk Σ_i [u_lki a^μ_ki / (N√π_k) + (u_lki² − 1) a^σ_ki /
+    (N√(2π_k))]`` belongs to one dimension i of the encoded descriptor, so
+    ``R(2)_li = x_li (Γ P)_li + x_li² (Γ Q)_li + (Γ C)_li`` (design §5.3, three GEMMs) and
+    ``Σ_i R(2)_li = R(2)_l``. With PCA, ``x′_i = Σ_j W_ij (x_j − m_j)`` is a linear layer
+    and ``R(2)_lj = Σ_i W_ij (x_lj − m_j) R(2)_li / (x′_li + ε′ sign x′_li)`` (design §5.4),
+    with ε′ = ``epsilon`` × the clip's mean |x′| (``"relative"``) or ``epsilon``
+    (``"absolute"``); what ε′ keeps is added to ``absorbed``.
+
+    Parameters
+    ----------
+    encoder : FisherEncoder
+        A fitted encoder.
+    desc : LocalDescriptors
+        The clip that was encoded (N descriptors).
+    r3, epsilon, psi, live, epsilon_unit, assignments
+        As in `epsilon_relevance`.
+    reference : LocalDescriptors, optional
+        S reference descriptors x⁰ (e.g. those of a motionless cube,
+        `descriptors_lrp.still_reference`). Each descriptor then passes on relevance in
+        proportion to its deviation from its reference: z_ld is replaced by z_ld − z⁰_ld and
+        Ψ_d by Ψ_d − Ψ⁰_d (Ψ⁰: the FV of the clip with every descriptor at its reference),
+        so a descriptor equal to its reference gets exactly 0. As ε → 0, Σ R(2) → Σ R(3)
+        but for the R(3) of dimensions that no descriptor moves (Ψ_d = Ψ⁰_d), which is
+        absorbed. With PCA the linear layer is decomposed around x⁰ too (no bias is left).
+    reference_index : ndarray of int, shape (N,), optional
+        Which reference row each descriptor deviates from (default: row 0).
+    out : dict of str to ndarray, shape (N, input_dims_[f]), float64, optional
+        Arrays to write R(2) into (and return), e.g. scratch arrays kept between clips.
+
+    Returns
+    -------
+    r2 : dict of str to ndarray, shape (N, input_dims_[f]), float64
+        Relevance of each descriptor's input dimensions (histogram bins) per feature type.
+    absorbed : float
+        Σ_d R(3)_d − Σ R(2), the relevance both stabilisers kept.
+    """
+    r3, psi = _relevance_inputs(encoder, desc, r3, epsilon, psi)
+    n = _n_descriptors(desc, tuple(encoder.feature_types), encoder.input_dims_)
+    if out is None:
+        out = {f: np.empty((n, encoder.input_dims_[f])) for f in encoder.blocks_}
+    index, roots = None, dict.fromkeys(encoder.blocks_)
+    if reference is None:
+        a = _stabilised_weights(r3, epsilon, epsilon_unit, psi, live)
+    else:
+        index = np.zeros(n, np.intp) if reference_index is None else reference_index
+        index = np.asarray(index, np.intp)
+        share = np.bincount(index, minlength=len(reference)) / n
+        # γ⁰ and x⁰′ of the S reference rows; Ψ⁰ = Σ_l z⁰_l = Σ_s share_s Ψ(x⁰_s), Ψ(x⁰_s)
+        # that of a one-descriptor clip
+        roots = {f: next(encoder._compute_chunks(reference, f)) for f in encoder.blocks_}
+        psi_ref = np.concatenate(
+            [
+                encoder._psi_of_sums(f, share @ g0, (share[:, None] * g0).T @ x0, 1)
+                for f, (g0, x0) in roots.items()
+            ]
+        )
+        a = _stabilised_weights(r3, epsilon, epsilon_unit, psi - psi_ref, live)
+    r2 = {}
+    with _workspace() as work:
+        for f in encoder.blocks_:
+            r2[f] = _input_block(
+                encoder,
+                desc,
+                f,
+                a[encoder.blocks_[f]],
+                n,
+                (epsilon, epsilon_unit),
+                out[f],
+                work,
+                assignments,
+                reference,
+                index,
+                roots[f],
+            )
+    return r2, float(r3.sum() - sum(float(row_sums(r).sum()) for r in r2.values()))
+
+
+def _input_block(
+    encoder: FisherEncoder,
+    desc: LocalDescriptors,
+    f: str,
+    a: np.ndarray,
+    n: int,
+    epsilon: tuple[float, EpsilonUnit],
+    out: np.ndarray,
+    work: _Workspace,
+    assignments: SoftAssignments | None,
+    reference: LocalDescriptors | None = None,
+    index: np.ndarray | None = None,
+    root: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """`bin_relevance` of one feature type into ``out``: the FV layer, then the PCA layer,
+    block by block in ``work``'s scratch arrays. ``root``: γ⁰ (S, K) and [x⁰′, x⁰′∘x⁰′]
+    (S, 2d) of the ``reference`` rows."""
+    d = encoder.dims_[f]
+    pqc = np.concatenate(_relevance_terms(encoder, f, a, n), axis=1)  # (K, 3d)
+    pca = f in encoder.pca_components_
+    if reference is None:
+        index = np.zeros(n, np.intp)
+        ref_value, ref_stacked = np.zeros((1, d)), np.zeros((1, 2 * d))
+        origins = encoder.pca_mean_[f][None, :] if pca else None
+    else:
+        # R(2) of the reference rows themselves, z⁰ in the same terms
+        gamma0, ref_stacked = root
+        g0 = gamma0 @ pqc
+        ref_value = ref_stacked[:, :d] * g0[:, :d] + ref_stacked[:, d:] * g0[:, d : 2 * d]
+        ref_value += g0[:, 2 * d :]
+        origins = np.asarray(reference.features[f], np.float64)
+    if pca:
+        components = encoder.pca_components_[f]
+        if reference is None:  # x′ = W (x − m): the centred x′ plus the mixture's centre
+            shift = (encoder._derived[f].offset - encoder.pca_mean_[f] @ components.T)[None, :]
+        else:  # W (x − x⁰) = centred x′ − centred x⁰′
+            shift = -ref_stacked[:, :d]
+        value, unit = epsilon
+        if unit == "absolute":
+            eps_abs = float(value)
+        else:
+            total = 0.0
+            start = 0
+            # ε′ = ε × the clip's mean |W (x − origin)|; two passes over the blocks, which are
+            # kept from the encoding or, for a clip too long to keep, computed again
+            for _, stacked in encoder._chunks(desc, f, None, assignments):
+                total += _abs_sum(stacked, shift, index[start : start + len(stacked)])
+                start += len(stacked)
+            eps_abs = float(value) * total / (n * d)
+    start = 0
+    for gamma, stacked in encoder._chunks(desc, f, None, assignments):
+        stop = start + len(gamma)
+        rows = index[start:stop]
+        g = np.matmul(gamma, pqc, out=work.array("fv g", (len(gamma), 3 * d), np.float64))
+        if pca:
+            # design §5.4: R_lj = (x_lj − o_j) Σ_i W_ij R(2)_li / (x′_li + ε′ sign x′_li)
+            ratio = work.array("fv ratio", (len(gamma), d), np.float64)
+            _dimension_terms(stacked, g, ref_value, rows, True, shift, eps_abs, ratio)
+            block = np.matmul(ratio, components, out=out[start:stop])
+            _times_deviation(block, desc.features[f][start:stop], origins, rows)
+        else:
+            r = out[start:stop]
+            _dimension_terms(stacked, g, ref_value, rows, False, ref_value, 0.0, r)
+        start = stop
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _dimension_terms(stacked, g, ref_value, index, divide, shift, eps_abs, out):
+    """R(2)_li of a block of descriptors into ``out`` (n, d); with ``divide``, over the PCA
+    layer's stabilised input instead (0 where that is 0).
+
+    ``stacked`` (n, 2d): [x − c, (x − c)²] in the encoded space (c: the mixture's centre); ``g``
+    (n, 3d): Γ [P Q C], so R(2)_li = (x − c)_li (Γ P)_li + (x − c)_li² (Γ Q)_li + (Γ C)_li −
+    ``ref_value``[s] (design §5), s = ``index``_l the row of the root; the PCA layer's input is
+    (x − c)_li + ``shift``[s, i], stabilised by ε′ = ``eps_abs`` sign(·)."""
+    n, d = out.shape
+    for row in range(n):
+        s = index[row]
+        for i in range(d):
+            x = stacked[row, i]
+            value = x * g[row, i] + stacked[row, d + i] * g[row, d + i] + g[row, 2 * d + i]
+            value -= ref_value[s, i]
+            if not divide:
+                out[row, i] = value
+                continue
+            denominator = x + shift[s, i]
+            denominator += eps_abs if denominator >= 0 else -eps_abs
+            out[row, i] = value / denominator if denominator != 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _abs_sum(stacked, shift, index):
+    """Σ |(x − c)_li + shift[index_l, i]| over a block (see `_dimension_terms`)."""
+    total = 0.0
+    for row in range(stacked.shape[0]):
+        for i in range(shift.shape[1]):
+            total += abs(stacked[row, i] + shift[index[row], i])
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _times_deviation(block, x, origins, index):
+    """``block`` (n, d_in) *= x − origins[index], x float32 (n, d_in)."""
+    n, d = block.shape
+    for row in range(n):
+        origin = origins[index[row]]
+        for j in range(d):
+            block[row, j] *= np.float64(x[row, j]) - origin[j]
+
+

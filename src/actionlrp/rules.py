@@ -1,0 +1,121 @@
+"""How relevance is handed down from layer to layer: a `Rule` is a value (design §5.1).
+
+A rule fixes the ε of the ε-rule and its unit, how the histogram layer spreads a descriptor's
+relevance over the motion field, and the root every layer's relevance is measured from. The
+named presets are what ``--rule NAME`` takes on the command line:
+
+========== ============ ======= =========================================================
+name       histogram    root    what it does
+========== ============ ======= =========================================================
+fine       ``"bins"``   still   through each histogram bin to the vectors that filled it,
+                                measured from no motion (the default everywhere)
+paper      ``"flat"``   zero    each descriptor's relevance spread evenly over its cube
+fine-zero  ``"bins"``   zero    the fine spreading with the plain ε-rule
+========== ============ ======= =========================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+EpsilonUnit = Literal["relative", "absolute"]
+Histogram = Literal["flat", "bins"]
+Root = Literal["zero", "still"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How relevance is handed down: ε (and its unit), how the histogram layer spreads, the root.
+
+    Attributes
+    ----------
+    name : str
+        What the rule is called in reports and on the command line.
+    epsilon : float
+        ε of the ε-rule in the Fisher and PCA layers (≥ 0); larger keeps (absorbs) more.
+    epsilon_unit : {"relative", "absolute"}
+        ``"relative"``: ε is a multiple of the clip's mean |Ψ_d| in the Fisher layer and of its
+        mean |x′| in the PCA layer, so one ε suits every clip. ``"absolute"``: ε as it is, in
+        the units of Ψ and of the projected descriptors.
+    histogram : {"flat", "bins"}
+        ``"flat"``: each descriptor's relevance spread evenly over the voxels of its cube (the
+        paper). ``"bins"``: the Fisher layer hands relevance to each descriptor's histogram bins,
+        and each bin's to the motion vectors that filled it (for MBH through the flow gradient).
+    root : {"zero", "still"}
+        ``"zero"``: the plain ε-rule, each contribution taken as it is. ``"still"``: every
+        layer's contributions measured from those of a motionless cube, so where nothing moves
+        nothing is relevant.
+    """
+
+    name: str = "custom"
+    epsilon: float = 1.0
+    epsilon_unit: EpsilonUnit = "relative"
+    histogram: Histogram = "bins"
+    root: Root = "still"
+
+    def __post_init__(self) -> None:
+        if not self.epsilon >= 0:
+            raise ValueError(f"rule {self.name!r}: epsilon must be ≥ 0, got {self.epsilon!r}")
+        for field, value, allowed in (
+            ("epsilon_unit", self.epsilon_unit, ("relative", "absolute")),
+            ("histogram", self.histogram, ("flat", "bins")),
+            ("root", self.root, ("zero", "still")),
+        ):
+            if value not in allowed:
+                raise ValueError(
+                    f"rule {self.name!r}: {field} must be one of {allowed}, got {value!r}"
+                )
+
+    @property
+    def per_bin(self) -> bool:
+        """True when the Fisher layer must hand relevance to each histogram bin: the fine
+        spreading needs it, and so does the still root (its PCA layer works per input bin)."""
+        return self.histogram == "bins" or self.root == "still"
+
+    def epsilon_of(self, magnitudes_mean: float) -> float:
+        """ε in the units of a layer whose inputs have mean absolute value ``magnitudes_mean``."""
+        if self.epsilon_unit == "absolute":
+            return float(self.epsilon)
+        return float(self.epsilon) * float(magnitudes_mean)
+
+    def summary(self) -> dict:
+        """The rule as JSON-ready numbers and names (``summary.json``)."""
+        return {
+            "name": self.name,
+            "epsilon": float(self.epsilon),
+            "epsilon_unit": self.epsilon_unit,
+            "histogram": self.histogram,
+            "root": self.root,
+        }
+
+
+FINE = Rule(name="fine", histogram="bins", root="still")
+PAPER = Rule(name="paper", histogram="flat", root="zero")
+FINE_ZERO = Rule(name="fine-zero", histogram="bins", root="zero")
+
+#: The presets by name.
+RULES: dict[str, Rule] = {rule.name: rule for rule in (FINE, PAPER, FINE_ZERO)}
+#: The rule `ActionModel.explain`, ``actionlrp explain`` and ``explain-dataset`` use by default.
+DEFAULT_RULE = FINE
+
+
+def get_rule(rule: Rule | str | None = None, epsilon: float | None = None) -> Rule:
+    """A `Rule` from a preset's name or a rule (None: `DEFAULT_RULE`), with ``epsilon`` if given.
+
+    Raises
+    ------
+    ValueError
+        ``rule`` names no preset; the message lists them.
+    """
+    if rule is None:
+        rule = DEFAULT_RULE
+    elif isinstance(rule, str):
+        if rule not in RULES:
+            raise ValueError(f"unknown rule {rule!r}; the rules are: {', '.join(RULES)}")
+        rule = RULES[rule]
+    elif not isinstance(rule, Rule):
+        raise TypeError(f"rule must be a Rule or a preset's name, got {type(rule).__name__}")
+    if epsilon is not None and epsilon != rule.epsilon:
+        rule = Rule(rule.name, float(epsilon), rule.epsilon_unit, rule.histogram, rule.root)
+    return rule

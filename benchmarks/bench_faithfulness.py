@@ -4,7 +4,7 @@
   16 px × 16 px × 5 frames (one descriptor cell), remove the motion of the regions in order
   (their flow becomes the frame's median flow, i.e. the camera's: zero would draw new motion
   boundaries under a pan) —
-  most relevant first by LRP (uniform and ``--fine``), at random, or by motion magnitude (a
+  most relevant first by LRP (rules paper, fine-zero and fine), at random, or by motion magnitude (a
   saliency baseline) — re-run the forward pass after each step and record the score of the
   explained class. AOPC = mean over steps of f(x) − f(x after the step); higher is more faithful.
 * **Speed:** explaining a clip against classifying it (extraction + FV + SVM), and rendering the
@@ -28,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from actionlrp.builtin import make_action_clip
 from actionlrp.codec import motion_field
 from actionlrp.datasets import folder_dataset, group_kfold, load_split, read_groups
 from actionlrp.descriptors import describe
 from actionlrp.model import ActionModel
-from actionlrp.relevance import DEFAULT_EPSILON, explain
+from actionlrp.relevance import explain
 from actionlrp.render import write_heatmap_video
-from actionlrp.synthetic import make_action_clip
+from actionlrp.rules import DEFAULT_RULE, get_rule
 
 REGION_PX, REGION_FRAMES = 16, 5
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,9 +87,8 @@ def aopc_for_clip(
 
     orders = {}
     for eps in epsilons:
-        for fine, reference in ((False, None), (True, None), (True, "still")):
-            e = explain(model, field, desc, epsilon=eps, fine=fine, reference=reference)
-            name = "lrp" + ("_fine" if fine else "") + ("_still" if reference else "")
+        for name, rule in (("lrp", "paper"), ("lrp_fine", "fine-zero"), ("lrp_fine_still", "fine")):
+            e = explain(model, field, desc, rule=get_rule(rule, eps))
             orders[f"{name} ε={eps:g}"] = ranked(e.relevance_voxels)
     c = e.class_index
     orders["motion"] = ranked(np.linalg.norm(field.flow, axis=-1))
@@ -107,7 +107,7 @@ def render_speed(model, width: int = 320, height: int = 240) -> dict[str, float]
             Path(tmp) / "clip.mp4", "walk", seed=5, width=width, height=height, n_frames=90
         )
         field = motion_field(clip.path, model.motion, model.cell)
-        e = explain(model, field, describe(field, model.params_), fine=True)
+        e = explain(model, field, describe(field, model.params_), rule="fine-zero")
         out = {}
         for arrows in (False, True):
             best = np.inf
@@ -127,13 +127,12 @@ def speed(model, path: Path, repeat: int = 5) -> dict[str, float]:
         field = motion_field(path, model.motion, model.cell)
         model.decision_function_descriptors([describe(field, model.params_)])
 
-    def explain_clip(fine: bool, reference: str | None) -> None:  # as the command line runs it
-        field = motion_field(path, model.motion, model.cell)
-        explain(model, field, describe(field, model.params_), fine=fine, reference=reference)
+    def explain_clip(rule: str) -> None:  # as the command line runs it
+        model.explain(path, rule=rule)
 
-    runs = {"classify": classify, "uniform": lambda: explain_clip(False, None)}
-    runs["fine"] = lambda: explain_clip(True, "still")
-    runs["plain"] = lambda: explain_clip(True, None)
+    runs = {"classify": classify, "uniform": lambda: explain_clip("paper")}
+    runs["fine"] = lambda: explain_clip("fine")
+    runs["plain"] = lambda: explain_clip("fine-zero")
     times: dict[str, list[float]] = {name: [] for name in runs}
     classify()  # warm-up
     for _ in range(repeat):
@@ -178,7 +177,7 @@ def main() -> int:
     parser.add_argument("--fight-fraction", type=float, default=0.1)
     parser.add_argument("--skip-builtin", action="store_true", help="fight-dev and speed only")
     parser.add_argument(
-        "--epsilon", type=float, nargs="+", default=[DEFAULT_EPSILON], help="ε values to compare"
+        "--epsilon", type=float, nargs="+", default=[DEFAULT_RULE.epsilon], help="ε to compare"
     )
     args = parser.parse_args()
     rng = np.random.default_rng(0)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from actionlrp.builtin import make_dataset
 from actionlrp.datasets import folder_dataset, load_split, read_groups
 from actionlrp.model import ActionModel, cross_validate, evaluate_clips
-from actionlrp.synthetic import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -133,20 +133,26 @@ _DATASET = ["explain-dataset", "d", "--model", "m", "--out", "o"]
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (_EXPLAIN, None),  # the paper's rule
-        ([*_EXPLAIN, "--fine"], "still"),
-        ([*_EXPLAIN, "--fine", "--reference", "none"], None),
-        (_DATASET, "still"),
-        ([*_DATASET, "--uniform"], None),
-        ([*_DATASET, "--uniform", "--reference", "still"], "still"),
+        (_EXPLAIN, ("fine", 1.0)),  # one default for both commands
+        (_DATASET, ("fine", 1.0)),
+        ([*_EXPLAIN, "--rule", "paper"], ("paper", 1.0)),
+        ([*_DATASET, "--rule", "fine-zero", "--epsilon", "0.1"], ("fine-zero", 0.1)),
     ],
 )
-def test_the_fine_rule_is_rooted_in_no_motion_unless_told_otherwise(argv, expected):
-    from actionlrp.cli import _reference, build_parser
+def test_both_explain_commands_take_a_named_rule(argv, expected):
+    from actionlrp.cli import _rule, build_parser
 
-    args = build_parser().parse_args(argv)
-    fine = args.fine if argv[0] == "explain" else not args.uniform
-    assert _reference(args, fine) == expected
+    rule = _rule(build_parser().parse_args(argv))
+    assert (rule.name, rule.epsilon) == expected
+
+
+def test_an_unknown_rule_is_a_usage_error(capsys):
+    from actionlrp.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([*_EXPLAIN, "--rule", "lrp"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'lrp'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("preset, expected", [(None, "4"), ("12", "12")])

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from actionlrp.descriptors import DescriptorParams, LocalDescriptors, describe
 from test_descriptors import RAW, field_of
 
+from actionlrp.descriptors import DescriptorParams, describe
 
 # -------------------------------------------------------------------------------------------
 # Relevance step R(2) → R(1)

@@ -13,6 +13,7 @@ from actionlrp.codec import read_motion_field
 from actionlrp.descriptors import FEATURE_TYPES, LocalDescriptors, describe
 from actionlrp.errors import ActionLRPError, EmptyClipError
 from actionlrp.fisher import FisherEncoder, FisherVector, power_l2_normalise
+from actionlrp.fisher_lrp import descriptor_relevance, epsilon_relevance
 from actionlrp.synthetic import moving_square_clip
 
 DIMS = {"hof": 7, "mbhx": 5, "mbhy": 6}
@@ -51,7 +52,7 @@ def pca_encoder(clips) -> FisherEncoder:
 
 
 def brute_force_z(enc: FisherEncoder, desc: LocalDescriptors, gamma=None) -> np.ndarray:
-    """z_ld, descriptor by descriptor and component by component (DESIGN §3), shape (N, D)."""
+    """z_ld, descriptor by descriptor and component by component (design §3), shape (N, D)."""
     n = len(desc)
     blocks = []
     for f in enc.feature_types:
@@ -140,10 +141,10 @@ def test_chunked_products_equal_one_block(encoder, clips, monkeypatch):
     desc = clips[3]
     a = np.random.default_rng(1).standard_normal(encoder.fv_dim_)
     whole = encoder.encode(desc).psi
-    relevance = encoder.descriptor_relevance(desc, a)
+    relevance = descriptor_relevance(encoder, desc, a)
     monkeypatch.setattr(fisher, "CHUNK_ROWS", 7)
     np.testing.assert_allclose(encoder.encode(desc).psi, whole, rtol=1e-10, atol=1e-14)
-    for f, r in encoder.descriptor_relevance(desc, a).items():
+    for f, r in descriptor_relevance(encoder, desc, a).items():
         np.testing.assert_allclose(r, relevance[f], rtol=1e-10, atol=1e-14)
 
 
@@ -173,7 +174,10 @@ def test_reordering_descriptors_leaves_psi_and_relevance_unchanged(encoder, clip
     fv, fv_shuffled = encoder.encode(desc), encoder.encode(shuffled)
     np.testing.assert_allclose(fv_shuffled.psi, fv.psi, rtol=1e-10, atol=1e-14)
     a = np.random.default_rng(4).standard_normal(encoder.fv_dim_)
-    r, r_shuffled = encoder.descriptor_relevance(desc, a), encoder.descriptor_relevance(shuffled, a)
+    r, r_shuffled = (
+        descriptor_relevance(encoder, desc, a),
+        descriptor_relevance(encoder, shuffled, a),
+    )
     for f in FEATURE_TYPES:
         np.testing.assert_allclose(r_shuffled[f], r[f][order], rtol=1e-10, atol=1e-14)
 
@@ -188,7 +192,7 @@ def test_empty_clip_raises_empty_clip_error(encoder):
     with pytest.raises(EmptyClipError):
         encoder.soft_assignments(empty, "hof")
     with pytest.raises(EmptyClipError):
-        encoder.relevance_epsilon(empty, np.ones(encoder.fv_dim_), 0.1)
+        epsilon_relevance(encoder, empty, np.ones(encoder.fv_dim_), 0.1)
 
 
 def test_bad_inputs_name_the_argument(encoder, clips):
@@ -199,11 +203,11 @@ def test_bad_inputs_name_the_argument(encoder, clips):
     with pytest.raises(ValueError, match=r"features\['hof'\] has 3 dims, expected 7"):
         encoder.encode(LocalDescriptors(wrong))
     with pytest.raises(ValueError, match="a must have shape"):
-        encoder.descriptor_relevance(desc, np.ones(5))
+        descriptor_relevance(encoder, desc, np.ones(5))
     with pytest.raises(ValueError, match="feature must be one of"):
         encoder.soft_assignments(desc, "hog")
     with pytest.raises(ValueError, match="epsilon"):
-        encoder.relevance_epsilon(desc, np.ones(encoder.fv_dim_), -1.0)
+        epsilon_relevance(encoder, desc, np.ones(encoder.fv_dim_), -1.0)
     with pytest.raises(ValueError, match="fewer than n_components=500"):
         FisherEncoder(n_components=500).fit(clips[:1])
     with pytest.raises(ValueError, match="pca_dims names feature types"):
@@ -222,7 +226,7 @@ def test_descriptor_relevance_sums_to_psi_times_a_per_block(encoder, clips):
     desc = clips[4]
     a = np.random.default_rng(5).standard_normal(encoder.fv_dim_)
     psi = encoder.encode(desc).psi
-    relevance = encoder.descriptor_relevance(desc, a)
+    relevance = descriptor_relevance(encoder, desc, a)
     for f, r in relevance.items():
         assert r.shape == (len(desc),)
         block = encoder.blocks_[f]
@@ -234,7 +238,7 @@ def test_descriptor_relevance_equals_brute_force_per_descriptor(encoder, clips):
     desc = clips[0]
     a = np.random.default_rng(6).standard_normal(encoder.fv_dim_)
     z = brute_force_z(encoder, desc)
-    relevance = encoder.descriptor_relevance(desc, a)
+    relevance = descriptor_relevance(encoder, desc, a)
     for f, r in relevance.items():
         block = encoder.blocks_[f]
         np.testing.assert_allclose(r, z[:, block] @ a[block], rtol=1e-9, atol=1e-14)
@@ -247,8 +251,8 @@ def test_epsilon_rule_uses_mean_absolute_psi_as_the_scale(encoder, clips):
     epsilon = 0.5
     eps_abs = epsilon * np.abs(psi).mean()
     a = r3 / (psi + eps_abs * np.where(psi >= 0, 1.0, -1.0))
-    r2, absorbed = encoder.relevance_epsilon(desc, r3, epsilon)
-    expected = encoder.descriptor_relevance(desc, a)
+    r2, absorbed = epsilon_relevance(encoder, desc, r3, epsilon)
+    expected = descriptor_relevance(encoder, desc, a)
     for f in FEATURE_TYPES:
         np.testing.assert_allclose(r2[f], expected[f], rtol=1e-12, atol=1e-15)
     total = sum(r.sum() for r in r2.values())
@@ -259,10 +263,10 @@ def test_epsilon_to_zero_conserves_relevance(encoder, clips):
     desc = clips[2]
     r3 = np.random.default_rng(9).standard_normal(encoder.fv_dim_)
     scale = np.abs(r3).sum()
-    absorbed = [abs(encoder.relevance_epsilon(desc, r3, e)[1]) for e in (1.0, 1e-2, 1e-4, 1e-6)]
+    absorbed = [abs(epsilon_relevance(encoder, desc, r3, e)[1]) for e in (1.0, 1e-2, 1e-4, 1e-6)]
     assert absorbed[0] > absorbed[-1]
     assert absorbed[-1] < 1e-4 * scale
-    _, exact = encoder.relevance_epsilon(desc, r3, 0.0)
+    _, exact = epsilon_relevance(encoder, desc, r3, 0.0)
     assert abs(exact) < 1e-8 * scale
 
 
@@ -270,7 +274,7 @@ def test_positive_fv_relevance_stays_positive_at_large_epsilon(encoder, clips):
     """R(3) proportional to Ψ gives z_ld-weighted shares; a huge ε absorbs almost all of it."""
     desc = clips[2]
     psi = encoder.encode(desc).psi
-    r2, absorbed = encoder.relevance_epsilon(desc, psi, 1e6)
+    r2, absorbed = epsilon_relevance(encoder, desc, psi, 1e6)
     assert abs(absorbed - psi.sum()) < 1e-5 * np.abs(psi).sum()
 
 
@@ -377,10 +381,10 @@ def test_real_clip_encodes_and_conserves_relevance(clip_dir):
     assert fv.psi.shape == (3 * 2 * 8 * 16,) and np.all(np.isfinite(fv.psi))
     assert math.isclose(np.linalg.norm(fv.phi), 1.0, rel_tol=1e-12)
     w = np.random.default_rng(0).standard_normal(enc.fv_dim_)
-    r3 = w * fv.phi + 0.3 / enc.fv_dim_  # DESIGN §5: R(3)_d = w_d Φ_d + b / D
+    r3 = w * fv.phi + 0.3 / enc.fv_dim_  # design §5: R(3)_d = w_d Φ_d + b / D
     psi, sign = fv.psi, np.where(fv.psi >= 0, 1.0, -1.0)
     for epsilon in (1e-1, 1e-3, 1e-6):
-        r2, absorbed = enc.relevance_epsilon(desc, r3, epsilon)
+        r2, absorbed = epsilon_relevance(enc, desc, r3, epsilon)
         assert {f: r.shape for f, r in r2.items()} == {f: (len(desc),) for f in FEATURE_TYPES}
         total = sum(r.sum() for r in r2.values())
         assert math.isclose(absorbed, r3.sum() - total, rel_tol=1e-9, abs_tol=1e-12)

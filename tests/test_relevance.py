@@ -1,4 +1,4 @@
-"""LRP from the SVM score down to frames: conservation at every layer (DESIGN §5)."""
+"""LRP from the SVM score down to frames: the layer walk, rules, conservation (design §5)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 from actionlrp import synthetic
+from actionlrp.classifier import relevance_fv
 from actionlrp.codec import read_motion_field
 from actionlrp.descriptors import LocalDescriptors, describe
+from actionlrp.errors import UnknownClassError
+from actionlrp.fisher_lrp import bin_relevance, epsilon_relevance
 from actionlrp.model import ActionModel
-from actionlrp.relevance import explain, relevance_fv
+from actionlrp.relevance import explain
+from actionlrp.rules import FINE_ZERO, PAPER, Rule, get_rule
 from actionlrp.synthetic import SyntheticObject
 
 
@@ -45,11 +49,11 @@ def test_fv_relevance_sums_to_the_score_for_every_class(setup):
         assert r3.sum() == pytest.approx(scores[c], abs=1e-9)
 
 
-@pytest.mark.parametrize("fine", [False, True])
-def test_voxel_relevance_conserves_descriptor_relevance(setup, fine):
+@pytest.mark.parametrize("rule", ["paper", "fine", "fine-zero", Rule(histogram="flat")])
+def test_voxel_relevance_conserves_descriptor_relevance(setup, rule):
     model, fields, descs, _ = setup
     for cls in model.classes_:
-        e = explain(model, fields[1], descs[1], class_name=cls, fine=fine)
+        e = explain(model, fields[1], descs[1], class_name=cls, rule=rule)
         r2_total = sum(r.sum() for r in e.relevance_descriptors.values())
         assert e.relevance_voxels.sum() == pytest.approx(r2_total, rel=1e-9, abs=1e-12)
         assert e.frame_relevance.sum() == pytest.approx(r2_total, rel=1e-9, abs=1e-12)
@@ -60,7 +64,10 @@ def test_voxel_relevance_conserves_descriptor_relevance(setup, fine):
 
 def test_epsilon_to_zero_conserves_fv_relevance(setup):
     model, fields, descs, _ = setup
-    runs = [explain(model, fields[0], descs[0], epsilon=eps) for eps in (1.0, 0.1, 1e-3, 1e-9)]
+    runs = [
+        explain(model, fields[0], descs[0], rule=get_rule(PAPER, eps))
+        for eps in (1.0, 0.1, 1e-3, 1e-9)
+    ]
     absorbed = [abs(e.absorbed) for e in runs]
     assert absorbed[2] > absorbed[3]  # ε → 0: |absorbed| need not shrink monotonically before
     scale = np.abs(runs[0].relevance_fv).sum()
@@ -90,7 +97,7 @@ def test_reordering_descriptors_leaves_the_relevance_unchanged(setup):
 
 def test_relevance_of_a_moving_square_sits_on_the_square(setup):
     model, fields, descs, labels = setup
-    e = explain(model, fields[0], descs[0], fine=True)  # "right"
+    e = explain(model, fields[0], descs[0], rule=FINE_ZERO)  # "right"
     r1 = np.clip(e.relevance_voxels, 0, None)
     column_share = r1.sum(axis=(0, 1))
     # The square starts near x = 30–70 px and moves 2 px/frame right over 30 frames.
@@ -99,7 +106,7 @@ def test_relevance_of_a_moving_square_sits_on_the_square(setup):
 
 def test_unknown_class_is_refused(setup):
     model, fields, descs, _ = setup
-    with pytest.raises(ValueError, match="not one of the model's"):
+    with pytest.raises(UnknownClassError, match="not one of the model's: down, right, still"):
         explain(model, fields[0], descs[0], class_name="swim")
 
 
@@ -108,7 +115,7 @@ def test_unknown_class_is_refused(setup):
 
 
 def _direct_dimension_relevance(encoder, desc, r3, epsilon, live, reference=None, index=None):
-    """R(2)_li from the z_ld of DESIGN §3, descriptor by descriptor; with PCA, R(2) on the PCA
+    """R(2)_li from the z_ld of design §3, descriptor by descriptor; with PCA, R(2) on the PCA
     dimensions, then the ε-rule of the linear layer written out per descriptor and input bin.
     With ``reference`` (rows x⁰, ``index`` the row of each descriptor) every layer is taken
     from x⁰: z_ld − z⁰_ld over Ψ_d − Ψ⁰_d, and the PCA layer around x⁰."""
@@ -148,7 +155,7 @@ def _direct_dimension_relevance(encoder, desc, r3, epsilon, live, reference=None
 
 
 def _fv_terms(encoder, f, desc, x, a, n, w):
-    """Σ_k of the z_lkd a_kd terms of each encoded dimension, per descriptor (DESIGN §3, §5)."""
+    """Σ_k of the z_lkd a_kd terms of each encoded dimension, per descriptor (design §3, §5)."""
     if w is not None:
         x = (x - encoder.pca_mean_[f]) @ w.T
     mu, sigma, pi = encoder.means_[f], encoder.sigmas_[f], encoder.weights_[f]
@@ -172,9 +179,9 @@ def test_bin_relevance_equals_a_direct_per_descriptor_computation(setup):
     fv = encoder.encode(desc)
     live = np.abs(fv.psi) > 0
     r3 = relevance_fv(fv.phi, clf.coef_[0], clf.intercept_[0], live)
-    bins, absorbed = encoder.dimension_relevance(desc, r3, 0.1, psi=fv.psi, live=live)
+    bins, absorbed = bin_relevance(encoder, desc, r3, 0.1, psi=fv.psi, live=live)
     direct = _direct_dimension_relevance(encoder, desc, r3, 0.1, live)
-    per_descriptor, absorbed_2 = encoder.relevance_epsilon(desc, r3, 0.1, psi=fv.psi, live=live)
+    per_descriptor, absorbed_2 = epsilon_relevance(encoder, desc, r3, 0.1, psi=fv.psi, live=live)
     for f in bins:
         assert np.allclose(bins[f], direct[f], rtol=1e-7, atol=1e-12)
         assert np.allclose(bins[f].sum(axis=1), per_descriptor[f], rtol=1e-9, atol=1e-14)
@@ -198,9 +205,11 @@ def test_bin_relevance_through_pca_equals_a_direct_computation(setup, pca_model)
     r3 = relevance_fv(fv.phi, clf.coef_[1], clf.intercept_[1], live)
     direct = _direct_dimension_relevance(encoder, desc, r3, 0.5, live)
     out = {f: np.full((len(desc), d), np.nan) for f, d in encoder.input_dims_.items()}
-    with encoder.reusing_assignments(desc):  # the blocks of γ and x′ kept from the encoding
-        encoder.encode(desc)
-        bins, absorbed = encoder.dimension_relevance(desc, r3, 0.5, psi=fv.psi, live=live, out=out)
+    kept = encoder.encode(desc, keep_assignments=True).assignments  # γ and x′ of the encoding
+    assert kept is not None
+    bins, absorbed = bin_relevance(
+        encoder, desc, r3, 0.5, psi=fv.psi, live=live, out=out, assignments=kept
+    )
     for f in bins:
         assert bins[f] is out[f]
         assert np.allclose(bins[f], direct[f], rtol=1e-6, atol=1e-12)
@@ -220,8 +229,15 @@ def test_bin_relevance_from_the_still_reference_equals_a_direct_computation(setu
         fv = encoder.encode(desc)
         live = np.abs(fv.psi) > 0
         r3 = relevance_fv(fv.phi, clf.coef_[0], clf.intercept_[0], live)
-        bins, absorbed = encoder.dimension_relevance(
-            desc, r3, 0.5, psi=fv.psi, live=live, reference=reference, reference_index=index
+        bins, absorbed = bin_relevance(
+            encoder,
+            desc,
+            r3,
+            0.5,
+            psi=fv.psi,
+            live=live,
+            reference=reference,
+            reference_index=index,
         )
         direct = _direct_dimension_relevance(encoder, desc, r3, 0.5, live, reference, index)
         for f in bins:
@@ -231,7 +247,10 @@ def test_bin_relevance_from_the_still_reference_equals_a_direct_computation(setu
 
 def test_bin_relevance_through_pca_conserves_as_epsilon_goes_to_zero(setup, pca_model):
     _, fields, descs, _ = setup
-    fine = [explain(pca_model, fields[0], descs[0], epsilon=eps, fine=True) for eps in (0.1, 1e-9)]
+    fine = [
+        explain(pca_model, fields[0], descs[0], rule=get_rule(FINE_ZERO, eps))
+        for eps in (0.1, 1e-9)
+    ]
     for e in fine:
         r2_total = sum(r.sum() for r in e.relevance_descriptors.values())
         assert e.relevance_voxels.sum() == pytest.approx(r2_total, rel=1e-9)
@@ -258,7 +277,7 @@ def test_fine_relevance_of_a_large_video_lands_on_its_own_grid(setup, tmp_path):
         progress=False,
     )
     model.fit_descriptors([describe(f, params) for f in fields], labels)
-    e = explain(model, field, describe(field, params), fine=True)
+    e = explain(model, field, describe(field, params), rule=FINE_ZERO)
     assert e.relevance_voxels.shape == field.grid_shape
     r2_total = sum(r.sum() for r in e.relevance_descriptors.values())
     assert e.relevance_voxels.sum() == pytest.approx(r2_total, rel=1e-9)
@@ -289,14 +308,14 @@ def test_still_reference_gives_motionless_cubes_no_relevance(setup):
         axis=0,
     )
     assert 0 < still.sum() < len(desc)
-    for fine in (False, True):
-        e = explain(model, field, desc, epsilon=0.1, fine=fine, reference="still")
+    for histogram in ("flat", "bins"):
+        e = explain(model, field, desc, rule=Rule(epsilon=0.1, histogram=histogram, root="still"))
         r2 = sum(e.relevance_descriptors.values())
         assert np.abs(r2[still]).max() < 1e-12
         assert np.abs(r2[~still]).max() > 1e-6
         assert e.relevance_voxels.sum() == pytest.approx(r2.sum(), rel=1e-9)
     # ε → 0: all is passed on but the R(3) of dimensions no descriptor moves from the reference.
-    e = explain(model, field, desc, epsilon=1e-9, reference="still")
+    e = explain(model, field, desc, rule=Rule(epsilon=1e-9, histogram="flat", root="still"))
     copies = LocalDescriptors(
         {f: np.repeat(x, len(desc), axis=0) for f, x in reference.features.items()},
         np.repeat(reference.boxes, len(desc), axis=0),
@@ -307,19 +326,56 @@ def test_still_reference_gives_motionless_cubes_no_relevance(setup):
     assert e.absorbed == pytest.approx(e.relevance_fv[unmoved].sum(), rel=1e-2)
 
 
-def test_unknown_reference_is_refused(setup):
+def test_unknown_rules_and_roots_are_refused(setup):
     model, fields, descs, _ = setup
-    with pytest.raises(ValueError, match="reference"):
-        explain(model, fields[0], descs[0], reference="zero")
+    with pytest.raises(
+        ValueError, match="unknown rule 'lrp'; the rules are: fine, paper, fine-zero"
+    ):
+        explain(model, fields[0], descs[0], rule="lrp")
+    with pytest.raises(ValueError, match="root must be one of"):
+        Rule(root="none")
+    with pytest.raises(ValueError, match="epsilon"):
+        Rule(epsilon=-1.0)
 
 
-def test_reusing_the_soft_assignments_changes_no_number(setup, monkeypatch):
+@pytest.mark.parametrize("rule", ["fine", "paper"])
+def test_keeping_the_soft_assignments_changes_no_number(setup, monkeypatch, rule):
     import actionlrp.fisher
 
     model, fields, descs, _ = setup
-    cached = explain(model, fields[1], descs[1], fine=True)
-    monkeypatch.setattr(actionlrp.fisher, "MEMO_ENTRIES", 0)
-    fresh = explain(model, fields[1], descs[1], fine=True)
-    assert np.array_equal(cached.relevance_voxels, fresh.relevance_voxels)
-    assert cached.absorbed == fresh.absorbed
-    assert getattr(model.encoder_, "_memo", None) is None
+    kept = explain(model, fields[1], descs[1], rule=rule)
+    monkeypatch.setattr(actionlrp.fisher, "KEPT_ENTRIES", 0)  # computed again in each layer
+    assert model.encoder_.encode(descs[1], keep_assignments=True).assignments is None
+    fresh = explain(model, fields[1], descs[1], rule=rule)
+    assert np.array_equal(kept.relevance_voxels, fresh.relevance_voxels)
+    assert kept.absorbed == fresh.absorbed
+    assert not hasattr(model.encoder_, "_memo")  # the forward state is returned, not kept
+
+
+def test_the_walk_visits_every_layer_backwards_with_one_rule(setup, monkeypatch):
+    model, fields, descs, _ = setup
+    visited = []
+    for layer in model.layers_:
+        step = type(layer).relevance
+
+        def spy(self, forward, r, rule, step=step):
+            visited.append((type(self).__name__, rule.name))
+            return step(self, forward, r, rule)
+
+        monkeypatch.setattr(type(layer), "relevance", spy)
+    explain(model, fields[0], descs[0], rule="paper")
+    assert visited == [
+        ("LinearClassifier", "paper"),
+        ("FisherEncoder", "paper"),
+        ("HistogramLayer", "paper"),
+    ]
+
+
+def test_the_svm_layer_explains_any_combination_of_class_scores(setup):
+    from actionlrp.relevance import forward
+
+    model, fields, descs, _ = setup
+    state = forward(model, fields[0], descs[0])
+    contrast = np.array([1.0, -1.0, 0.0])  # f_down − f_right
+    r3 = model.classifier_.relevance(state, contrast, PAPER)
+    assert r3.sum() == pytest.approx(state.scores[0] - state.scores[1], abs=1e-9)

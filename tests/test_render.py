@@ -64,8 +64,7 @@ def explained(tmp_path_factory):
     clip = sorted((data / "test" / "walk").glob("*.*[4i]"))[0]
     out = root / "explanation"
     result = subprocess.run(
-        [*run, "explain", clip, "--model", model, "--out", out, "--fine", "--reference", "still"]
-        + ["--json"],
+        [*run, "explain", clip, "--model", model, "--out", out, "--json"],
         capture_output=True,
         text=True,
     )
@@ -86,7 +85,10 @@ def test_explain_writes_every_part_of_the_report(explained):
     ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert printed["report"] == str(out / "report.html")
-    assert printed["fine"] is True and printed["reference"] == "still"
+    assert printed["rule"]["name"] == "fine"  # the default
+    assert printed["rule"]["histogram"] == "bins" and printed["rule"]["root"] == "still"
+    assert set(printed["scores"]) == {"pushups", "walk"}
+    assert printed["scores"][printed["class"]] == pytest.approx(printed["score"])
 
 
 def test_summary_json_has_the_documented_keys_and_adds_up(explained):
@@ -153,7 +155,13 @@ def test_explain_dataset_writes_one_report_with_localisation_scores(explained, t
     printed = json.loads(result.stdout)
     assert printed["n_clips"] == 2 and printed["n_failed"] == 0
     summary = json.loads((tmp_path / "ds" / "summary.json").read_text())
-    assert summary["rule"] == {"epsilon": 1.0, "fine": True, "reference": "still"}  # defaults
+    assert summary["rule"] == {  # the same default as for one clip
+        "name": "fine",
+        "epsilon": 1.0,
+        "epsilon_unit": "relative",
+        "histogram": "bins",
+        "root": "still",
+    }
     assert set(summary["feature_shares"]) == {"pushups", "walk"}
     for row in summary["clips"]:
         assert 0.0 <= row["mass_on_actor"] <= row["mass_near_actor"] <= 1.0
@@ -161,6 +169,35 @@ def test_explain_dataset_writes_one_report_with_localisation_scores(explained, t
         assert 0.0 <= row["top_frames_in_interval"] <= 1.0
     page = (tmp_path / "ds" / "report.html").read_text()
     assert "feature shares by class" in page and "data:image/png;base64," in page
-    assert "fine rule), measured from no motion" in page
+    assert "rule fine: ε = 1 × the clip's mean |Ψ|, through the histogram bins" in page
+    assert "measured from no motion" in page
     reports = [row["report"] for row in summary["clips"] if "report" in row]
     assert reports and all((tmp_path / "ds" / r).is_file() for r in reports)
+
+
+def test_explain_with_the_papers_rule_and_an_unknown_class(explained, tmp_path):
+    clip, out, _ = explained
+    model = out.parent / "model.npz"
+    run = [sys.executable, "-m", "actionlrp.cli", "explain", clip, "--model", model]
+    result = subprocess.run(
+        [*run, "--out", tmp_path / "p", "--rule", "paper", "--epsilon", "0.5", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["rule"] == {
+        "name": "paper",
+        "epsilon": 0.5,
+        "epsilon_unit": "relative",
+        "histogram": "flat",
+        "root": "zero",
+    }
+    result = subprocess.run(
+        [*run, "--out", tmp_path / "q", "--class", "swim"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "actionlrp: class 'swim' is not one of the model's: pushups, walk"
+    )
+    assert not (tmp_path / "q" / "report.html").exists()

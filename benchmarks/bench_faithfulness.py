@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from actionlrp.builtin import make_action_clip
-from actionlrp.codec import motion_field
 from actionlrp.datasets import folder_dataset, group_kfold, load_split, read_groups
 from actionlrp.descriptors import describe
 from actionlrp.model import ActionModel
+from actionlrp.motion import motion_field
 from actionlrp.relevance import explain
 from actionlrp.render import write_heatmap_video
 from actionlrp.rules import DEFAULT_RULE, get_rule

@@ -10,16 +10,11 @@ import numpy as np
 import pytest
 from conftest import shared_clips
 
-from actionlrp import codec, synthetic
-from actionlrp.codec import (
-    FAST_DECODER_OPTIONS,
-    MotionField,
-    NoMotionVectorsError,
-    fill_missing,
-    read_motion_field,
-)
-from actionlrp.errors import VideoError
+from actionlrp import _scratch, codec, synthetic, video
+from actionlrp.codec import FAST_DECODER_OPTIONS, fill_missing, read_motion_field
+from actionlrp.errors import NoMotionVectorsError, VideoError
 from actionlrp.synthetic import SyntheticObject, ground_truth_on_grid
+from actionlrp.video import MotionField
 
 CELL = 8
 
@@ -243,7 +238,7 @@ def test_splatting_matches_cutting_every_block_into_cell_pieces(clip_dir, name):
         stream = container.streams.video[0]
         stream.codec_context.options = {"flags2": "+export_mvs"}
         frames = [codec._vector_bytes(frame) for frame in container.decode(stream)]
-    raster = codec._Rasteriser(106, 150, CELL, codec._Workspace())
+    raster = codec._Rasteriser(106, 150, CELL, _scratch._Workspace())
     for vectors in frames:
         raster.add(vectors)
     got = np.empty((len(frames), 2, 3, 14, 19), np.float32)
@@ -298,7 +293,7 @@ def test_quick_first_pass_leaves_the_field_unchanged(square_clips, tmp_path, dam
             data[pos + size // 2 : pos + size] = garbage.tobytes()
         path = tmp_path / "damaged.avi"
         path.write_bytes(bytes(data))
-    with codec.open_video(path) as (container, stream):
+    with video.open_video(path) as (container, stream):
         first = codec._decode_vectors(
             path, container, stream, CELL, codec._QUICK_DECODER_OPTIONS, 0, quick=True
         )
@@ -520,7 +515,7 @@ def test_memory_does_not_grow_beyond_the_field(clip_dir):
 
 
 def test_workspace_keeps_its_smallest_arrays_up_to_a_total():
-    from actionlrp.codec import _Workspace
+    from actionlrp._scratch import _Workspace
 
     work = _Workspace()
     small = work.array("small", (1000,))

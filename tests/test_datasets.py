@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from actionlrp import datasets, synthetic
-from actionlrp.codec import motion_field
 from actionlrp.datasets import (
     Clip,
     ExtractionResult,
@@ -31,6 +30,7 @@ from actionlrp.datasets import (
 )
 from actionlrp.descriptors import FEATURE_TYPES, DescriptorParams, describe
 from actionlrp.errors import DatasetError
+from actionlrp.motion import motion_field
 
 # --------------------------------------------------------------------------------------------
 # Clips: generated once per session, copied into each test's own tree

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actionlrp.codec import MotionField, read_motion_field
+from actionlrp.codec import read_motion_field
 from actionlrp.descriptors import (
     DescriptorParams,
     LocalDescriptors,
@@ -16,6 +16,7 @@ from actionlrp.descriptors import (
     orientation_bins,
     save_descriptors,
 )
+from actionlrp.video import MotionField
 
 RAW = DescriptorParams(normalization="none")
 

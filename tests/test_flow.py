@@ -8,7 +8,6 @@ import av
 import numpy as np
 import pytest
 
-from actionlrp.codec import grid_size
 from actionlrp.errors import VideoError
 from actionlrp.flow import average_on_grid, farneback_motion_field
 from actionlrp.synthetic import (
@@ -18,6 +17,7 @@ from actionlrp.synthetic import (
     moving_square_clip,
     render_scene,
 )
+from actionlrp.video import grid_size
 
 CELL = 8
 

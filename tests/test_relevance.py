@@ -284,8 +284,8 @@ def test_fine_relevance_of_a_large_video_lands_on_its_own_grid(setup, tmp_path):
 
 
 def test_still_reference_gives_motionless_cubes_no_relevance(setup):
-    from actionlrp.codec import MotionField
     from actionlrp.descriptors_lrp import still_reference
+    from actionlrp.video import MotionField
 
     model = setup[0]
     flow = np.zeros((30, 12, 16, 2), np.float32)

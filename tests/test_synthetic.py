@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from actionlrp.codec import grid_size
 from actionlrp.synthetic import (
     SyntheticObject,
     _object_affine,
@@ -18,6 +17,7 @@ from actionlrp.synthetic import (
     moving_square_clip,
     render_scene,
 )
+from actionlrp.video import grid_size
 
 SMALL = {"width": 96, "height": 72, "n_frames": 24}
 

@@ -52,7 +52,7 @@ _PUBLIC = {
     "explain": "actionlrp.relevance",
     "MotionField": "actionlrp.video",
     "read_motion_field": "actionlrp.codec",
-    "motion_field": "actionlrp.codec",
+    "motion_field": "actionlrp.motion",
     "farneback_motion_field": "actionlrp.flow",
     "DescriptorParams": "actionlrp.descriptors",
     "LocalDescriptors": "actionlrp.descriptors",

@@ -24,7 +24,7 @@ def _print(result: dict, as_json: bool) -> None:
 
 
 def cmd_motion(args: argparse.Namespace) -> int:
-    from actionlrp.codec import motion_field
+    from actionlrp.motion import motion_field
 
     start = time.perf_counter()
     field = motion_field(args.video, args.motion, args.cell, transcode=args.transcode)
@@ -35,8 +35,8 @@ def cmd_motion(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from actionlrp.codec import motion_field
     from actionlrp.descriptors import DescriptorParams, describe, save_descriptors
+    from actionlrp.motion import motion_field
 
     start = time.perf_counter()
     field = motion_field(args.video, args.motion, args.cell, transcode=args.transcode)

@@ -37,7 +37,7 @@ from numba import njit
 
 from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.errors import NoMotionVectorsError, VideoError
-from actionlrp.video import (  # noqa: F401 — MotionField and grid_size are re-exported
+from actionlrp.video import (
     _PICTURE_TYPES,
     MotionField,
     _frame_rate,
@@ -813,19 +813,3 @@ def transcode_to_mpeg4(
     if not n:
         raise VideoError(f"{src}: no frame decodes")
     return dst
-
-
-def motion_field(
-    path: str | os.PathLike, method: str = "mv", cell: int = 8, *, transcode: bool = False
-) -> MotionField:
-    """The motion field of a clip from its motion vectors (``"mv"``) or from Farnebäck flow.
-
-    ``"flow"`` is the pixel-domain reference of `actionlrp.flow`; it decodes every pixel.
-    """
-    if method == "mv":
-        return read_motion_field(path, cell, transcode=transcode)
-    if method == "flow":
-        from actionlrp.flow import farneback_motion_field
-
-        return farneback_motion_field(path, cell)
-    raise ValueError(f"motion method must be 'mv' or 'flow', got {method!r}")

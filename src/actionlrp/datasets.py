@@ -39,9 +39,10 @@ import numpy as np
 from tqdm import tqdm
 
 from actionlrp import __version__
-from actionlrp.codec import MotionField, motion_field
 from actionlrp.descriptors import FEATURE_TYPES, DescriptorParams, LocalDescriptors, describe
 from actionlrp.errors import ActionLRPError, DatasetError
+from actionlrp.motion import motion_field
+from actionlrp.video import MotionField
 
 __all__ = [
     "CACHE_FORMAT",
@@ -977,7 +978,7 @@ def extract_descriptors(
     progress : bool
         Show a progress bar on stderr when stderr is a terminal (never on stdout).
     transcode : bool
-        Re-encode clips whose codec exports no vectors (see `actionlrp.codec.motion_field`).
+        Re-encode clips whose codec exports no vectors (see `actionlrp.motion.motion_field`).
     cache : bool
         False: neither read nor write the cache.
 

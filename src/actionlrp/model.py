@@ -237,7 +237,7 @@ class ActionModel:
         >>> explanation.relevance_voxels.shape == explanation.field.grid_shape
         True
         """
-        from actionlrp.codec import motion_field
+        from actionlrp.motion import motion_field
         from actionlrp.relevance import explain
 
         self._check_fitted()

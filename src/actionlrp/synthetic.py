@@ -15,7 +15,7 @@ Conventions
   Velocities, pan and flow are ``(dx, dy)`` in pixels per frame.
 * Flow of frame ``t`` at pixel ``(y, x)``: the motion from frame ``t − 1`` to frame ``t`` of the
   content seen there in frame ``t``, i.e. where it is in frame ``t`` minus where it was in frame
-  ``t − 1`` (the convention of `actionlrp.codec.MotionField`). Frame 0 has no previous frame: its
+  ``t − 1`` (the convention of `actionlrp.video.MotionField`). Frame 0 has no previous frame: its
   flow is the step from the frame ``−1`` the scene model would have shown before, a copy of frame
   1's flow while the motion is constant (translation, pan), the continued rotation / zoom /
   oscillation otherwise, and zero for an object whose motion starts later.
@@ -473,7 +473,7 @@ def ground_truth_on_grid(clip: SyntheticClip | RenderedScene, cell: int = 8) -> 
     ----------
     clip : SyntheticClip or RenderedScene
     cell : int
-        Cell size in pixels; the grid is `actionlrp.codec.grid_size` and partial edge cells
+        Cell size in pixels; the grid is `actionlrp.video.grid_size` and partial edge cells
         average the pixels they contain.
 
     Returns

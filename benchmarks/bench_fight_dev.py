@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from actionlrp.classifier import LinearClassifier, evaluate_scores
-from actionlrp.datasets import extract_descriptors, folder_dataset, group_kfold, read_groups
+from actionlrp.datasets import folder_dataset, group_kfold, read_groups
 from actionlrp.descriptors import DescriptorParams
+from actionlrp.extraction import extract_descriptors
 from actionlrp.fisher import FisherEncoder, power_l2_normalise
 from actionlrp.model import ActionModel
 

@@ -1,4 +1,4 @@
-"""Speed of Fisher vector encoding (DESIGN §3), in frames of video per second.
+"""Speed of Fisher vector encoding (design §3), in frames of video per second.
 
 On the descriptors of a generated 320×240, 30 fps, 300-frame H.264 clip with three moving
 objects and a pan: fit an encoder with K = 256 per feature type (HOF, MBHx, MBHy), without PCA

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import av
 import pytest
 
 from actionlrp import synthetic
@@ -68,3 +69,35 @@ def pan_object_clip(clip_dir):
 def still_clip(clip_dir):
     obj = SyntheticObject("still", size=40)
     return synthetic.make_clip(clip_dir / "still.mp4", [obj], n_frames=30, width=128, height=96)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """Tiny real clips (96×72, 20 frames), a text file named .mp4 and an MJPEG clip."""
+    folder = tmp_path_factory.mktemp("dataset_clips")
+    clips = {}
+    for name, codec, suffix, vx in (
+        ("right_h264", "libx264", ".mp4", 2.0),
+        ("left_h264", "libx264", ".mp4", -2.0),
+        ("right_mpeg4", "mpeg4", ".avi", 2.0),
+        ("left_mpeg4", "mpeg4", ".avi", -2.0),
+    ):
+        clip = synthetic.moving_square_clip(
+            folder / f"{name}{suffix}", codec=codec, n_frames=20, width=96, height=72, vx=vx
+        )
+        clips[name] = clip.path
+    text = folder / "not_a_video.mp4"
+    text.write_text("this is text, not a video\n")
+    clips["text"] = text
+    scene = synthetic.render_scene(
+        clip.objects, width=96, height=72, n_frames=20, pan=(0.0, 0.0), seed=0
+    )
+    mjpeg = folder / "square_mjpeg.avi"
+    with av.open(str(mjpeg), "w") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 72, "yuvj420p"
+        for rgb in scene.frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode(None))
+    clips["mjpeg"] = mjpeg
+    return clips

@@ -154,7 +154,7 @@ def test_evaluate_reports_accuracy_ap_and_confusion(fitted, two_class_clips):
 
 def test_defaults_are_k256_with_pca_to_about_half_the_descriptor_dims():
     model = ActionModel()
-    assert model.n_components == 256  # DESIGN §3, the paper's K
+    assert model.n_components == 256  # design §3, the paper's K
     assert model.pca_dims == 48  # ≈ half of HOF's 108 and MBH's 96 dims
     assert model.max_samples == 50_000
     assert model.C is None  # cross-validated on the training set

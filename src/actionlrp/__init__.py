@@ -67,7 +67,7 @@ _PUBLIC = {
     "Clip": "actionlrp.datasets",
     "folder_dataset": "actionlrp.datasets",
     "load_split": "actionlrp.datasets",
-    "extract_descriptors": "actionlrp.datasets",
+    "extract_descriptors": "actionlrp.extraction",
     "make_dataset": "actionlrp.builtin",
 }
 

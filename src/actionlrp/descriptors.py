@@ -1,4 +1,5 @@
-"""Local motion descriptors HOF, MBHx, MBHy on overlapping spatio-temporal cubes (DESIGN §2).
+"""Local motion descriptors HOF, MBHx, MBHy on overlapping spatio-temporal cubes (design §2):
+the forward step of the descriptor layer; its relevance step is `actionlrp.descriptors_lrp`.
 
 A cube is ``cube_px × cube_px`` pixels × 3 time cells of ``cell_frames`` frames, cut into
 2 × 2 spatial × 3 temporal cells. Cubes start every ``stride_px`` pixels and every
@@ -555,7 +556,7 @@ def _cubes_into(
     """The normalised descriptors of every cube whose time cells ``hist`` (n, gh, gw, B) holds,
     into the rows of ``out`` ((n − 2) · ny · nx, 12 · B), by time, then row, then column.
 
-    DESIGN §2: every cube from spatial cell sums, gathered in one pass.
+    design §2: every cube from spatial cell sums, gathered in one pass.
     """
     n, gh, gw, n_bins = hist.shape
     cells = work.array(f"cells_{n_bins}", (n, gh - grid.cs + 1, gw - grid.cs + 1, n_bins))
@@ -696,7 +697,3 @@ def load_descriptors(path: str | os.PathLike) -> LocalDescriptors:
     """Read descriptors written by `save_descriptors` (never unpickles)."""
     with np.load(path, allow_pickle=False) as data:
         return LocalDescriptors({k: data[k] for k in FEATURE_TYPES}, data["boxes"])
-
-
-# --------------------------------------------------------------------------------------------
-# Relevance step: R(2) per descriptor → R(1) per voxel of the motion field (DESIGN §5)

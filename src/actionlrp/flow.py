@@ -1,4 +1,4 @@
-"""Pixel-domain reference: dense optical flow on the decoded frames (DESIGN §1).
+"""Pixel-domain reference: dense optical flow on the decoded frames (design §1).
 
 The same `MotionField` as `actionlrp.codec.read_motion_field`, but computed from the pixels with
 OpenCV's Farnebäck flow and averaged into the same grid, so that the speed and the accuracy of

@@ -22,16 +22,11 @@ import numpy as np
 
 from actionlrp import __version__
 from actionlrp.classifier import LinearClassifier, evaluate_scores
-from actionlrp.datasets import (
-    Clip,
-    ExtractionResult,
-    extract_descriptors,
-    group_kfold,
-    hmdb51_split,
-)
+from actionlrp.datasets import Clip, group_kfold, hmdb51_split
 from actionlrp.descriptors import DescriptorParams, LocalDescriptors
 from actionlrp.descriptors_lrp import HistogramLayer
 from actionlrp.errors import DatasetError, EmptyClipError, ModelFileError, VideoError
+from actionlrp.extraction import ExtractionResult, extract_descriptors
 from actionlrp.fisher import FisherEncoder
 
 if TYPE_CHECKING:

@@ -170,3 +170,24 @@ def test_model_saved_before_the_mbh_floor_keeps_plain_rootsift(fitted, tmp_path)
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     np.savez(path, **arrays)
     assert ActionModel.load(path).params_.mbh_floor == 0.0
+
+
+def test_training_on_clips_that_cannot_be_read_names_the_reason(tmp_path):
+    from actionlrp.errors import DatasetError
+
+    paths = []
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"not a video")
+        paths.append(tmp_path / name)
+    model = ActionModel(n_components=2, n_jobs=1, progress=False, cache_dir=tmp_path / "cache")
+    with pytest.raises(DatasetError, match=r"2 of 2 training clips could not be read.*a\.mp4"):
+        model.fit(paths, ["left", "right"])
+
+
+def test_explain_names_a_clip_too_short_to_explain(fitted, tmp_path):
+    from actionlrp.errors import EmptyClipError
+
+    obj = SyntheticObject("translate", size=24, velocity=(2.0, 0.0), centre=(40.0, 30.0))
+    clip = synthetic.make_clip(tmp_path / "short.mp4", [obj], width=96, height=64, n_frames=8)
+    with pytest.raises(EmptyClipError, match=r"short\.mp4: clip has no local descriptors"):
+        fitted.explain(clip.path)

@@ -151,6 +151,15 @@ def read_motion_field(
         Missing file, not a video, no video stream, or no frame decodes.
     NoMotionVectorsError
         The codec exports no vectors and ``transcode`` is False.
+
+    Examples
+    --------
+    >>> from actionlrp.video import grid_size
+    >>> field = read_motion_field(clip)
+    >>> field.codec, field.flow.shape[-1], field.cell
+    ('h264', 2, 8)
+    >>> field.flow.shape[1:3] == grid_size(field.height, field.width, 8)
+    True
     """
     if cell < 1:
         raise ValueError(f"cell must be a positive number of pixels, got {cell}")

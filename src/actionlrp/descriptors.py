@@ -361,6 +361,15 @@ def describe(field_: MotionField, params: DescriptorParams | None = None) -> Loc
         N cubes ordered by scale, then time, then row, then column. N is, per scale,
         ``(T // cf − 2) · ((H // c·c) − s) // stride + 1) · (((W // c·c) − s) // stride + 1)``
         with ``cf`` = cell_frames, ``s`` = cube_px (0 where the clip is too small).
+
+    Examples
+    --------
+    >>> from actionlrp.codec import read_motion_field
+    >>> desc = describe(read_motion_field(clip))
+    >>> {f: x.shape[1] for f, x in desc.features.items()}
+    {'hof': 108, 'mbhx': 96, 'mbhy': 96}
+    >>> desc.boxes.shape == (len(desc), 6)
+    True
     """
     params = params or DescriptorParams()
     _check(field_, params)

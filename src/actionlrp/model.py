@@ -70,6 +70,19 @@ class ActionModel:
         Show a progress bar on a terminal.
     transcode : bool
         Re-encode clips whose codec has no motion vectors.
+
+    Examples
+    --------
+    >>> from actionlrp.datasets import load_split
+    >>> split = load_split(data)  # the built-in dataset: data/train/<class>/…, data/test/<class>/…
+    >>> model = ActionModel(n_components=4, pca_dims=8, n_jobs=1, progress=False)
+    >>> model = model.fit([c.path for c in split.train], [c.label for c in split.train])
+    >>> [str(c) for c in model.classes_]
+    ['pushups', 'walk']
+    >>> model.predict([c.path for c in split.test]).shape
+    (2,)
+    >>> ActionModel.load(model.save(tmp / "model.npz")).get_params() == model.get_params()
+    True
     """
 
     def __init__(
@@ -129,6 +142,11 @@ class ActionModel:
         result = self.extract(videos)
         kept = [i for i, d in enumerate(result.descriptors) if d is not None and len(d)]
         self.failures_ = result.failures
+        if result.failures and len({str(labels[i]) for i in kept}) < 2:
+            raise DatasetError(
+                f"{len(result.failures)} of {len(videos)} training clips could not be read, too "
+                f"few classes are left to train on; the first: {result.failures[0][1]}"
+            )
         return self.fit_descriptors(
             [result.descriptors[i] for i in kept], [labels[i] for i in kept]
         )

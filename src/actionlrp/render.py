@@ -301,6 +301,15 @@ def write_report(
         Frames ``[start, stop)`` of the action, shaded on the frame curve.
     title : str, optional
         Default: the clip's file name.
+
+    Examples
+    --------
+    >>> from actionlrp.model import ActionModel
+    >>> explanation = ActionModel.load(model_file).explain(clip)
+    >>> report = write_report(explanation, tmp / "report")
+    >>> sorted(p.name for p in report.parent.iterdir())  # doctest: +NORMALIZE_WHITESPACE
+    ['feature_heatmaps.png', 'feature_shares.png', 'frame_relevance.png', 'heatmap.mp4',
+     'report.html', 'summary.json', 'top_frames.png']
     """
     video, field = explanation.video, explanation.field
     if video is None or field is None:

@@ -107,6 +107,13 @@ def get_rule(rule: Rule | str | None = None, epsilon: float | None = None) -> Ru
     ------
     ValueError
         ``rule`` names no preset; the message lists them.
+
+    Examples
+    --------
+    >>> get_rule("paper", epsilon=0.1)
+    Rule(name='paper', epsilon=0.1, epsilon_unit='relative', histogram='flat', root='zero')
+    >>> get_rule() is FINE
+    True
     """
     if rule is None:
         rule = DEFAULT_RULE

@@ -56,7 +56,7 @@ def relevance(
     -------
     dict of str to ndarray, float64
         Per feature type, shape (N, input_dims_[f]) with ``rule.per_bin``, else (N,). With
-        ``rule.per_bin`` they are ``forward.work``'s scratch arrays where it lends one: use them
+        ``rule.per_bin`` they are ``forward.scratch``'s arrays where it lends one: use them
         before the next clip.
     """
     desc, fisher = forward.descriptors, forward.fisher
@@ -73,9 +73,9 @@ def relevance(
     if rule.root == "still":
         reference, index = still_reference(forward.field, desc, forward.params)
     out = None
-    if forward.work is not None:
+    if forward.scratch is not None:
         out = {
-            f: forward.work.array(f"bins {f}", (len(desc), d), np.float64)
+            f: forward.scratch.array(f"bins {f}", (len(desc), d), np.float64)
             for f, d in encoder.input_dims_.items()
         }
     bins, _ = bin_relevance(

@@ -58,7 +58,10 @@ class Forward:
     video : Path or None
         The file the clip came from.
     work : _Workspace or None
-        Scratch arrays lent to the walk: the layers' intermediate relevance lives there.
+        Scratch arrays lent to the forward state (the soft assignments kept for the way back).
+    scratch : _Workspace or None
+        Scratch arrays lent to the walk: the layers' intermediate relevance lives there (apart
+        from ``work``, so that each stays within what a workspace keeps between clips).
     """
 
     field: MotionField
@@ -69,6 +72,7 @@ class Forward:
     scores: np.ndarray
     video: Path | None = None
     work: _Workspace | None = None
+    scratch: _Workspace | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,7 @@ def forward(
     descriptors: LocalDescriptors | None = None,
     video: str | os.PathLike | None = None,
     work: _Workspace | None = None,
+    scratch: _Workspace | None = None,
 ) -> Forward:
     """The forward pass of one clip through a fitted model, every layer's output kept.
 
@@ -155,6 +160,8 @@ def forward(
     work : _Workspace, optional
         Scratch arrays to keep the soft assignments in, for the relevance step; without one the
         relevance step computes them again.
+    scratch : _Workspace, optional
+        Scratch arrays for the relevance steps' intermediate results.
     """
     descriptor_layer, encoder, classifier = model.layers_
     if descriptors is None:
@@ -169,6 +176,7 @@ def forward(
         scores=classifier.decision_function(fisher.phi[None, :])[0],
         video=None if video is None else Path(video),
         work=work,
+        scratch=scratch,
     )
 
 
@@ -207,8 +215,8 @@ def explain(
     """
     rule = get_rule(rule)
     classes = [str(c) for c in model.classes_]
-    with _workspace() as work:
-        state = forward(model, field, descriptors, video, work)
+    with _workspace() as work, _workspace() as scratch:
+        state = forward(model, field, descriptors, video, work, scratch)
         index = _class_index(classes, class_name, state.scores)
         relevance = np.zeros(len(classes))
         relevance[index] = 1.0

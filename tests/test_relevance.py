@@ -114,7 +114,7 @@ def test_unknown_class_is_refused(setup):
 # Finer than the paper: R(2) per histogram bin, then to the vectors that filled each bin
 
 
-def _direct_dimension_relevance(encoder, desc, r3, epsilon, live, reference=None, index=None):
+def _direct_bin_relevance(encoder, desc, r3, epsilon, live, reference=None, index=None):
     """R(2)_li from the z_ld of design §3, descriptor by descriptor; with PCA, R(2) on the PCA
     dimensions, then the ε-rule of the linear layer written out per descriptor and input bin.
     With ``reference`` (rows x⁰, ``index`` the row of each descriptor) every layer is taken
@@ -180,7 +180,7 @@ def test_bin_relevance_equals_a_direct_per_descriptor_computation(setup):
     live = np.abs(fv.psi) > 0
     r3 = relevance_fv(fv.phi, clf.coef_[0], clf.intercept_[0], live)
     bins, absorbed = bin_relevance(encoder, desc, r3, 0.1, psi=fv.psi, live=live)
-    direct = _direct_dimension_relevance(encoder, desc, r3, 0.1, live)
+    direct = _direct_bin_relevance(encoder, desc, r3, 0.1, live)
     per_descriptor, absorbed_2 = epsilon_relevance(encoder, desc, r3, 0.1, psi=fv.psi, live=live)
     for f in bins:
         assert np.allclose(bins[f], direct[f], rtol=1e-7, atol=1e-12)
@@ -203,7 +203,7 @@ def test_bin_relevance_through_pca_equals_a_direct_computation(setup, pca_model)
     fv = encoder.encode(desc)
     live = np.abs(fv.psi) > 0
     r3 = relevance_fv(fv.phi, clf.coef_[1], clf.intercept_[1], live)
-    direct = _direct_dimension_relevance(encoder, desc, r3, 0.5, live)
+    direct = _direct_bin_relevance(encoder, desc, r3, 0.5, live)
     out = {f: np.full((len(desc), d), np.nan) for f, d in encoder.input_dims_.items()}
     kept = encoder.encode(desc, keep_assignments=True).assignments  # γ and x′ of the encoding
     assert kept is not None
@@ -239,7 +239,7 @@ def test_bin_relevance_from_the_still_reference_equals_a_direct_computation(setu
             reference=reference,
             reference_index=index,
         )
-        direct = _direct_dimension_relevance(encoder, desc, r3, 0.5, live, reference, index)
+        direct = _direct_bin_relevance(encoder, desc, r3, 0.5, live, reference, index)
         for f in bins:
             assert np.allclose(bins[f], direct[f], rtol=1e-6, atol=1e-12)
         assert absorbed == pytest.approx(r3.sum() - sum(d.sum() for d in direct.values()), abs=1e-9)

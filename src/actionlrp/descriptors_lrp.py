@@ -208,7 +208,7 @@ def spread_bin_relevance(
     desc : LocalDescriptors
         Its N descriptors, as `describe` gave them with ``params``.
     relevance : ndarray, shape (N, dims[feature])
-        Relevance of each descriptor's bins, e.g. from `FisherEncoder.dimension_relevance`.
+        Relevance of each descriptor's bins, e.g. from `fisher_lrp.bin_relevance`.
     feature : str
         ``"hof"``, ``"mbhx"`` or ``"mbhy"``.
     params : DescriptorParams, optional
@@ -217,7 +217,7 @@ def spread_bin_relevance(
         leave it on the gradient voxels that filled the bins (False).
     root : {"zero", "still"}
         ``"still"``: the bins' relevance was measured from a motionless field
-        (`FisherEncoder.dimension_relevance` with `still_reference`), so each voxel's
+        (`fisher_lrp.bin_relevance` with `still_reference`), so each voxel's
         contribution is too: ``w_vb − w⁰_vb``, with ``w⁰`` what it gives when it does not move.
         Only HOF's still bin changes: a still voxel gives it nothing, a moving one −threshold
         (the stillness it took away), so a change of stillness goes to the vectors that moved.
@@ -603,7 +603,7 @@ def still_reference(
 ) -> tuple[LocalDescriptors, np.ndarray]:
     """The descriptor of a motionless cube at each scale, and which one each of ``desc`` is.
 
-    A reference point for the relevance step (`FisherEncoder.dimension_relevance`): "no motion
+    A reference point for the relevance step (`fisher_lrp.bin_relevance`): "no motion
     here". Made by describing an all-zero motion field, so it is exactly what a still cube gives.
 
     Returns

@@ -379,3 +379,41 @@ def test_the_svm_layer_explains_any_combination_of_class_scores(setup):
     contrast = np.array([1.0, -1.0, 0.0])  # f_down − f_right
     r3 = model.classifier_.relevance(state, contrast, PAPER)
     assert r3.sum() == pytest.approx(state.scores[0] - state.scores[1], abs=1e-9)
+
+
+def test_versus_explains_the_difference_of_two_scores(setup):
+    model, fields, descs, _ = setup
+    e = explain(model, fields[0], descs[0], class_name="right", versus="down")
+    assert e.versus == "down"
+    assert e.score == pytest.approx(e.scores["right"] - e.scores["down"], abs=1e-12)
+    assert e.relevance_fv.sum() == pytest.approx(e.score, abs=1e-9)
+    r2_total = sum(r.sum() for r in e.relevance_descriptors.values())
+    assert e.relevance_voxels.sum() == pytest.approx(r2_total, rel=1e-9)
+    # the contrast is the difference of the two classes' explanations at the SVM layer
+    right = explain(model, fields[0], descs[0], class_name="right", rule="paper")
+    down = explain(model, fields[0], descs[0], class_name="down", rule="paper")
+    both = explain(model, fields[0], descs[0], class_name="right", versus="down", rule="paper")
+    np.testing.assert_allclose(
+        both.relevance_fv, right.relevance_fv - down.relevance_fv, rtol=1e-9, atol=1e-12
+    )
+    with pytest.raises(UnknownClassError, match="not one of the model's: down, right, still"):
+        explain(model, fields[0], descs[0], versus="swim")
+    with pytest.raises(UnknownClassError, match="contrasted with itself"):
+        explain(model, fields[0], descs[0], class_name="down", versus="down")
+
+
+@pytest.mark.parametrize("rule", ["paper", "fine-zero", "fine"])
+def test_absorbed_mass_bounds_the_net_absorbed_relevance(setup, rule):
+    model, fields, descs, _ = setup
+    masses = []
+    for eps in (1e6, 1.0, 1e-9):
+        e = explain(model, fields[0], descs[0], rule=get_rule(rule, eps))
+        magnitude = np.abs(e.relevance_fv).sum()
+        assert 0.0 <= e.absorbed_mass <= 1.0
+        if rule == "paper":  # one ε-rule layer: |net| ≤ mass
+            assert abs(e.absorbed) <= e.absorbed_mass * magnitude * (1 + 1e-9) + 1e-12
+        masses.append(e.absorbed_mass)
+    assert masses[0] > 0.99  # a huge ε keeps nearly everything
+    assert masses[0] > masses[1] > masses[2]
+    if rule != "fine":  # from the zero root all passes as ε → 0 but the unpopulated dimensions
+        assert masses[2] < 1e-3

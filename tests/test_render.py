@@ -87,8 +87,11 @@ def test_explain_writes_every_part_of_the_report(explained):
     assert printed["report"] == str(out / "report.html")
     assert printed["rule"]["name"] == "fine"  # the default
     assert printed["rule"]["histogram"] == "bins" and printed["rule"]["root"] == "still"
-    assert set(printed["scores"]) == {"pushups", "walk"}
-    assert printed["scores"][printed["class"]] == pytest.approx(printed["score"])
+    scores = printed["scores"]
+    assert set(scores) == {"pushups", "walk"}
+    # a two-class model's explanation contrasts the two classes by default
+    assert {printed["class"], printed["versus"]} == {"pushups", "walk"}
+    assert printed["score"] == pytest.approx(scores[printed["class"]] - scores[printed["versus"]])
 
 
 def test_summary_json_has_the_documented_keys_and_adds_up(explained):
@@ -193,11 +196,21 @@ def test_explain_with_the_papers_rule_and_an_unknown_class(explained, tmp_path):
         "histogram": "flat",
         "root": "zero",
     }
+    for flag in ("--class", "--versus"):
+        result = subprocess.run(
+            [*run, "--out", tmp_path / "q", flag, "swim"], capture_output=True, text=True
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            "actionlrp: class 'swim' is not one of the model's: pushups, walk"
+        )
+        assert not (tmp_path / "q" / "report.html").exists()
     result = subprocess.run(
-        [*run, "--out", tmp_path / "q", "--class", "swim"], capture_output=True, text=True
+        [*run, "--out", tmp_path / "r", "--class", "walk", "--versus", "", "--json"],
+        capture_output=True,
+        text=True,
     )
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "actionlrp: class 'swim' is not one of the model's: pushups, walk"
-    )
-    assert not (tmp_path / "q" / "report.html").exists()
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["versus"] is None
+    assert printed["score"] == pytest.approx(printed["scores"]["walk"])

@@ -229,7 +229,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     rule = _rule(args)
     model = ActionModel.load(args.model)
-    e, report = explain_video(args.video, model, args.out, args.cls, rule)
+    e, report = explain_video(args.video, model, args.out, args.cls, rule, args.versus)
     result = summary(e)
     result.pop("frame_relevance")
     result["report"] = str(report)
@@ -413,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for report.html and its parts")
     p.add_argument(
         "--class", dest="cls", default=None, help="class to explain (default: predicted)"
+    )
+    p.add_argument(
+        "--versus",
+        default=None,
+        help="explain the class's score minus this class's: why the one and not the other "
+        "(default for a two-class model: the other class; '' for the class's own score)",
     )
     _add_rule_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -311,18 +311,7 @@ def bin_relevance(
     if reference is None:
         a = _stabilised_weights(r3, epsilon, epsilon_unit, psi, live)
     else:
-        index = np.zeros(n, np.intp) if reference_index is None else reference_index
-        index = np.asarray(index, np.intp)
-        share = np.bincount(index, minlength=len(reference)) / n
-        # γ⁰ and x⁰′ of the S reference rows; Ψ⁰ = Σ_l z⁰_l = Σ_s share_s Ψ(x⁰_s), Ψ(x⁰_s)
-        # that of a one-descriptor clip
-        roots = {f: next(encoder._compute_chunks(reference, f)) for f in encoder.blocks_}
-        psi_ref = np.concatenate(
-            [
-                encoder._psi_of_sums(f, share @ g0, (share[:, None] * g0).T @ x0, 1)
-                for f, (g0, x0) in roots.items()
-            ]
-        )
+        index, roots, psi_ref = _roots(encoder, reference, reference_index, n)
         a = _stabilised_weights(r3, epsilon, epsilon_unit, psi - psi_ref, live)
     r2 = {}
     with _workspace() as work:
@@ -342,6 +331,50 @@ def bin_relevance(
                 roots[f],
             )
     return r2, float(r3.sum() - sum(float(row_sums(r).sum()) for r in r2.values()))
+
+
+def _roots(
+    encoder: FisherEncoder,
+    reference: LocalDescriptors,
+    reference_index: np.ndarray | None,
+    n: int,
+) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """The still root of a clip of ``n`` descriptors: each descriptor's reference row, γ⁰ and
+    [x⁰′, x⁰′∘x⁰′] of the S reference rows per feature type, and Ψ⁰ (D,)."""
+    index = np.zeros(n, np.intp) if reference_index is None else reference_index
+    index = np.asarray(index, np.intp)
+    share = np.bincount(index, minlength=len(reference)) / n
+    # Ψ⁰ = Σ_l z⁰_l = Σ_s share_s Ψ(x⁰_s), Ψ(x⁰_s) that of a one-descriptor clip
+    roots = {f: next(encoder._compute_chunks(reference, f)) for f in encoder.blocks_}
+    psi_ref = np.concatenate(
+        [
+            encoder._psi_of_sums(f, share @ g0, (share[:, None] * g0).T @ x0, 1)
+            for f, (g0, x0) in roots.items()
+        ]
+    )
+    return index, roots, psi_ref
+
+
+def kept_shares(encoder: FisherEncoder, forward: Forward, rule: Rule) -> np.ndarray:
+    """The share of each dimension's R(3) that the Fisher layer keeps (does not pass on).
+
+    ``ε s_d / (ΔΨ_d + ε s_d)`` where the dimension passes relevance on, ΔΨ = Ψ (zero root) or
+    Ψ − Ψ⁰ (still root); 1 where it passes nothing (a dimension the clip does not populate, or
+    ΔΨ_d + ε s_d = 0). Σ_d |R(3)_d| × share / Σ_d |R(3)_d| is the absorbed *mass*, which
+    opposite signs cannot cancel as they can in the net absorbed relevance.
+
+    Returns
+    -------
+    ndarray, shape (D,), float64
+        Shares in [0, 1] for ε ≥ 0 (ΔΨ_d and ε s_d have one sign).
+    """
+    psi = forward.fisher.psi
+    if rule.root == "still":
+        reference, index = still_reference(forward.field, forward.descriptors, forward.params)
+        psi = psi - _roots(encoder, reference, index, len(forward.descriptors))[2]
+    ones = np.ones_like(psi)
+    passed = _stabilised_weights(ones, rule.epsilon, rule.epsilon_unit, psi, forward.live) * psi
+    return np.where(passed != 0, 1.0 - passed, 1.0)
 
 
 def _input_block(

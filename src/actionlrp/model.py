@@ -211,6 +211,7 @@ class ActionModel:
         video: str | os.PathLike,
         class_name: str | None = None,
         rule: Rule | str | None = None,
+        versus: str | None = None,
     ) -> Explanation:
         """Explain the score of one clip for one class (default: the predicted one).
 
@@ -223,6 +224,8 @@ class ActionModel:
         rule : Rule or str, optional
             How relevance is handed down: a `Rule` or a preset's name (``"fine"``, ``"paper"``,
             ``"fine-zero"``); default the fine rule from no motion (`rules.DEFAULT_RULE`).
+        versus : str, optional
+            Explain f_c − f_versus instead: why ``class_name`` and not ``versus``.
 
         Returns
         -------
@@ -236,8 +239,10 @@ class ActionModel:
             The clip cannot be read.
         EmptyClipError
             The clip is too short or too small for one cube.
+        UnknownClassError
+            ``class_name`` or ``versus`` is not one of the model's classes.
         ValueError
-            ``class_name`` is not one of the model's classes, or ``rule`` names no preset.
+            ``rule`` names no preset.
 
         Examples
         --------
@@ -256,7 +261,7 @@ class ActionModel:
         self._check_fitted()
         field = motion_field(video, self.motion, self.cell, transcode=self.transcode)
         try:
-            return explain(self, field, None, class_name, rule, video=video)
+            return explain(self, field, None, class_name, rule, versus=versus, video=video)
         except EmptyClipError as exc:
             raise EmptyClipError(f"{video}: {exc}") from None
 

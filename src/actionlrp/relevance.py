@@ -30,11 +30,15 @@ from actionlrp.descriptors import DescriptorParams, LocalDescriptors
 from actionlrp.descriptors_lrp import per_descriptor
 from actionlrp.errors import UnknownClassError
 from actionlrp.fisher import FisherVector
+from actionlrp.fisher_lrp import kept_shares
 from actionlrp.rules import DEFAULT_RULE, Rule, get_rule
 from actionlrp.video import MotionField
 
 if TYPE_CHECKING:
     from actionlrp.model import ActionModel
+
+#: ``versus=OTHER``: contrast a two-class model's class with the other one.
+OTHER = "<other>"
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class Explanation:
     class_name : str
     class_index : int
     score : float
-        f_c(x), the SVM score that is explained.
+        The score that is explained: f_c(x), or f_c(x) − f_v(x) against ``versus``.
     scores : dict of str to float
         Every class's score f(x).
     relevance_fv : ndarray, shape (D,)
@@ -102,8 +106,13 @@ class Explanation:
     absorbed : float
         Σ R(3) − Σ R(2): what the ε stabiliser kept (and, with the still root, the relevance of
         dimensions no cube moves from it).
+    absorbed_mass : float
+        Σ_d |R(3)_d| × the share of R(3)_d the Fisher layer keeps, over Σ_d |R(3)_d|
+        (`fisher_lrp.kept_shares`): how much was held back, whatever its sign.
     rule : Rule
         How relevance was handed down.
+    versus : str or None
+        The class the explained class is contrasted with (``score`` = f_c − f_versus), or None.
     video : Path or None
         The clip's file, where the explanation came from one (`ActionModel.explain`).
     field : MotionField or None
@@ -121,7 +130,9 @@ class Explanation:
     frame_relevance: np.ndarray
     feature_relevance: dict[str, float]
     absorbed: float
+    absorbed_mass: float
     rule: Rule
+    versus: str | None = None
     video: Path | None = None
     field: MotionField | None = None
 
@@ -187,6 +198,7 @@ def explain(
     class_name: str | None = None,
     rule: Rule | str | None = None,
     *,
+    versus: str | None = None,
     video: str | os.PathLike | None = None,
 ) -> Explanation:
     """Explain ``model``'s score of one clip for one class (default: the predicted one).
@@ -203,13 +215,18 @@ def explain(
     rule : Rule or str, optional
         How relevance is handed down: a `Rule` or a preset's name (`rules.RULES`); default
         `rules.DEFAULT_RULE`, the fine rule from no motion.
+    versus : str, optional
+        Explain f_c − f_versus, why ``class_name`` and not ``versus``: exact for linear scores
+        (the SVM layer's weights w_c − w_versus and bias b_c − b_versus). `OTHER`: a
+        two-class model's other class.
     video : path-like, optional
         The file the field came from, kept in the explanation for its report.
 
     Raises
     ------
     UnknownClassError
-        ``class_name`` is not one of the model's classes (the message lists them).
+        ``class_name`` or ``versus`` is not one of the model's classes (the message lists
+        them), or they are the same class.
     ValueError
         ``rule`` names no preset.
     """
@@ -218,14 +235,25 @@ def explain(
     with _workspace() as work, _workspace() as scratch:
         state = forward(model, field, descriptors, video, work, scratch)
         index = _class_index(classes, class_name, state.scores)
-        relevance = np.zeros(len(classes))
-        relevance[index] = 1.0
+        top = np.zeros(len(classes))  # the relevance of each class's score: what is explained
+        top[index] = 1.0
+        if versus == OTHER and len(classes) == 2:
+            versus = classes[1 - index]
+        if versus is not None:
+            other = _class_index(classes, versus, state.scores)
+            if other == index:
+                raise UnknownClassError(f"class {classes[index]!r} is contrasted with itself")
+            top[other] = -1.0
+        relevance = top
         trail = []
         for layer in reversed(model.layers_):
             relevance = layer.relevance(state, relevance, rule)
             trail.append(relevance)
         r3, r2, by_feature = trail
         r2 = {f: per_descriptor(r) for f, r in r2.items()}
+        magnitude = np.abs(r3)
+        kept = kept_shares(model.encoder_, state, rule)
+        mass = float(magnitude @ kept / magnitude.sum()) if magnitude.any() else 0.0
     parts = iter(by_feature.values())
     r1 = next(parts).copy()
     for part in parts:
@@ -233,7 +261,7 @@ def explain(
     return Explanation(
         class_name=classes[index],
         class_index=index,
-        score=float(state.scores[index]),
+        score=float(top @ state.scores),
         scores={c: float(s) for c, s in zip(classes, state.scores, strict=True)},
         relevance_fv=r3,
         relevance_descriptors=r2,
@@ -242,7 +270,9 @@ def explain(
         frame_relevance=r1.sum(axis=(1, 2)),
         feature_relevance={f: float(r.sum()) for f, r in r2.items()},
         absorbed=float(r3.sum() - sum(float(r.sum()) for r in r2.values())),
+        absorbed_mass=mass,
         rule=rule,
+        versus=None if versus is None else classes[other],
         video=state.video,
         field=field,
     )
@@ -258,4 +288,4 @@ def _class_index(classes: list[str], class_name: str | None, scores: np.ndarray)
     )
 
 
-__all__ = ["DEFAULT_RULE", "Explanation", "Forward", "explain", "forward"]
+__all__ = ["DEFAULT_RULE", "OTHER", "Explanation", "Forward", "explain", "forward"]

@@ -265,10 +265,12 @@ def summary(explanation: Explanation, top_k: int = 5) -> dict:
     """The numbers of an explanation, JSON-ready (``summary.json``)."""
     return {
         "class": explanation.class_name,
+        "versus": explanation.versus,
         "score": explanation.score,
         "scores": dict(explanation.scores),
         "relevance_total": explanation.relevance_total,
         "absorbed": explanation.absorbed,
+        "absorbed_mass": explanation.absorbed_mass,
         "rule": explanation.rule.summary(),
         "frame_relevance": [float(v) for v in explanation.frame_relevance],
         "feature_relevance": {f: float(v) for f, v in explanation.feature_relevance.items()},

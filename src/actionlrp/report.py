@@ -17,7 +17,7 @@ import numpy as np
 from actionlrp.datasets import Clip
 from actionlrp.errors import ActionLRPError
 from actionlrp.model import ActionModel
-from actionlrp.relevance import Explanation
+from actionlrp.relevance import OTHER, Explanation
 from actionlrp.render import (
     FEATURE_NAMES,
     _limit,
@@ -35,13 +35,16 @@ def explain_video(
     out_dir: str | os.PathLike,
     class_name: str | None = None,
     rule: Rule | str | None = None,
+    versus: str | None = None,
 ) -> tuple[Explanation, Path]:
     """Explain one clip with a fitted model and write its report; what `actionlrp explain` does.
 
-    Returns the explanation and ``out_dir/report.html``. Where the built-in dataset's ground
-    truth lies beside the clip, the frame curve marks its action interval.
+    Returns the explanation and ``out_dir/report.html``. A two-class model's score is explained
+    as the contrast of the two classes unless ``versus`` says otherwise (``versus=""``: the
+    class's own score). Where the built-in dataset's ground truth lies beside the clip, the
+    frame curve marks its action interval.
     """
-    explanation = model.explain(video, class_name, rule)
+    explanation = model.explain(video, class_name, rule, _versus(model, versus))
     truth = _ground_truth(Path(video))
     interval = truth.interval if truth is not None else None
     return explanation, write_report(explanation, out_dir, interval)
@@ -54,6 +57,7 @@ def explain_dataset(
     rule: Rule | str | None = None,
     reports: int = 3,
     progress: bool = False,
+    versus: str | None = None,
 ) -> Path:
     """Explain every clip of a dataset; write ``out_dir/report.html`` and ``summary.json``.
 
@@ -75,6 +79,9 @@ def explain_dataset(
         Full reports per class.
     progress : bool
         A progress bar on stderr.
+    versus : str, optional
+        As for one clip (`explain_video`): a two-class model's scores are explained as the
+        contrast of the two classes by default.
     """
     from actionlrp.builtin import LOCALISATION_KEYS, localisation_scores
 
@@ -93,7 +100,7 @@ def explain_dataset(
         iterator = tqdm(clips, desc="explaining", unit="clip", file=sys.stderr)
     for clip in iterator:
         try:
-            e = model.explain(clip.path, rule=rule)
+            e = model.explain(clip.path, rule=rule, versus=_versus(model, versus))
         except ActionLRPError as exc:
             failed.append(str(exc))
             continue
@@ -103,6 +110,7 @@ def explain_dataset(
             "predicted": e.class_name,
             "score": e.score,
             "absorbed": e.absorbed,
+            "absorbed_mass": e.absorbed_mass,
         }
         truth = _ground_truth(clip.path)
         if truth is not None:
@@ -145,6 +153,13 @@ def explain_dataset(
             summary[key] = float(np.mean(correct))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return write_dataset_page(out, summary, figures, frame_figures, LOCALISATION_KEYS)
+
+
+def _versus(model: ActionModel, versus: str | None) -> str | None:
+    """The class to contrast with: as given (``""``: none), or a two-class model's other one."""
+    if versus is not None:
+        return versus or None
+    return OTHER if len(model.classes_) == 2 else None
 
 
 def _ground_truth(path: Path):

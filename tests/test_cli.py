@@ -133,8 +133,8 @@ _DATASET = ["explain-dataset", "d", "--model", "m", "--out", "o"]
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (_EXPLAIN, ("fine", 1.0)),  # one default for both commands
-        (_DATASET, ("fine", 1.0)),
+        (_EXPLAIN, ("fine", 0.01)),  # one default for both commands
+        (_DATASET, ("fine", 0.01)),
         ([*_EXPLAIN, "--rule", "paper"], ("paper", 1.0)),
         ([*_DATASET, "--rule", "fine-zero", "--epsilon", "0.1"], ("fine-zero", 0.1)),
     ],

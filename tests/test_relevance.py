@@ -114,9 +114,12 @@ def test_unknown_class_is_refused(setup):
 # Finer than the paper: R(2) per histogram bin, then to the vectors that filled each bin
 
 
-def _direct_bin_relevance(encoder, desc, r3, epsilon, live, reference=None, index=None):
+def _direct_bin_relevance(
+    encoder, desc, r3, epsilon, live, reference=None, index=None, pca_rule="epsilon"
+):
     """R(2)_li from the z_ld of design §3, descriptor by descriptor; with PCA, R(2) on the PCA
-    dimensions, then the ε-rule of the linear layer written out per descriptor and input bin.
+    dimensions, then the ε-rule (or the α1β0 rule about the sign of each x′_li) of the linear
+    layer written out per descriptor and input bin.
     With ``reference`` (rows x⁰, ``index`` the row of each descriptor) every layer is taken
     from x⁰: z_ld − z⁰_ld over Ψ_d − Ψ⁰_d, and the PCA layer around x⁰."""
     n = len(desc)
@@ -149,8 +152,14 @@ def _direct_bin_relevance(encoder, desc, r3, epsilon, live, reference=None, inde
         out[f] = np.zeros_like(x)
         for lo in range(n):
             for i in range(w.shape[0]):
+                z = (x[lo] - origin[lo]) * w[i]
+                if pca_rule == "alpha-beta":
+                    agree = z * (1.0 if z.sum() >= 0 else -1.0) > 0
+                    if agree.any():
+                        out[f][lo] += np.where(agree, z, 0.0) / z[agree].sum() * r[lo, i]
+                    continue
                 share = r[lo, i] / (xp[lo, i] + eps_pca * (1.0 if xp[lo, i] >= 0 else -1.0))
-                out[f][lo] += (x[lo] - origin[lo]) * w[i] * share
+                out[f][lo] += z * share
     return out
 
 
@@ -417,3 +426,39 @@ def test_absorbed_mass_bounds_the_net_absorbed_relevance(setup, rule):
     assert masses[0] > masses[1] > masses[2]
     if rule != "fine":  # from the zero root all passes as ε → 0 but the unpopulated dimensions
         assert masses[2] < 1e-3
+
+
+@pytest.mark.parametrize("root", ["zero", "still"])
+def test_pca_layer_by_alpha_beta_equals_a_direct_computation_and_conserves(setup, pca_model, root):
+    from actionlrp.descriptors_lrp import still_reference
+
+    _, fields, descs, _ = setup
+    encoder, clf = pca_model.encoder_, pca_model.classifier_
+    rows = np.r_[0:12, len(descs[0]) - 12 : len(descs[0])]  # moving and still cubes
+    features = {f: v[rows] for f, v in descs[0].features.items()}
+    desc = LocalDescriptors(features, descs[0].boxes[rows])
+    reference, index = (
+        still_reference(fields[0], desc, pca_model.params_) if root == "still" else (None, None)
+    )
+    fv = encoder.encode(desc)
+    live = np.abs(fv.psi) > 0
+    r3 = relevance_fv(fv.phi, clf.coef_[0], clf.intercept_[0], live)
+    bins, absorbed = bin_relevance(
+        encoder,
+        desc,
+        r3,
+        0.0,  # no ε at all: the FV layer passes everything on, and so must the PCA layer
+        psi=fv.psi,
+        live=live,
+        reference=reference,
+        reference_index=index,
+        pca_rule="alpha-beta",
+    )
+    direct = _direct_bin_relevance(
+        encoder, desc, r3, 0.0, live, reference, index, pca_rule="alpha-beta"
+    )
+    for f in bins:
+        assert np.allclose(bins[f], direct[f], rtol=1e-6, atol=1e-12)
+    assert absorbed == pytest.approx(r3.sum() - sum(d.sum() for d in direct.values()), abs=1e-9)
+    if root == "zero":
+        assert abs(absorbed) < 1e-9 * np.abs(r3).sum()

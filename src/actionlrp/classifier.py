@@ -181,19 +181,22 @@ class LinearClassifier(BaseEstimator):
             How much of each class's score is explained: one-hot for one class, +1 / −1 for the
             contrast of two. The score explained is ``r · f(x)``.
         rule : Rule
-            Unused: the layer is linear and its relevance exact.
+            ``rule.bias``: how the bias is shared over the dimensions (`relevance_fv`).
 
         Returns
         -------
         ndarray, shape (D,), float64
-            ``R(3)_d = (r W)_d Φ_d + (r · b) / D′`` (`relevance_fv`), summing to ``r · f(x)``.
+            ``R(3)_d = (r W)_d Φ_d + (r · b) β_d``, summing to ``r · f(x)``.
         """
         check_is_fitted(self, "coef_")
         r = np.asarray(r, np.float64)
         if r.shape != self.classes_.shape:
             raise ValueError(f"r must have shape {self.classes_.shape}, got {r.shape}")
         coef, intercept = r @ self.coef_, float(r @ self.intercept_)
-        return relevance_fv(forward.fisher.phi, coef, intercept, forward.live)
+        phi = forward.fisher.phi
+        if rule.bias == "energy":  # β_d = Φ_d², which sums to ‖Φ‖² = 1
+            return np.asarray(coef, np.float64) * phi + intercept * phi**2
+        return relevance_fv(phi, coef, intercept, forward.live)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class names of the highest scores, shape (n_clips,)."""

@@ -290,7 +290,10 @@ def _add_rule_options(p: argparse.ArgumentParser) -> None:
         f"with the plain ε-rule (default: {DEFAULT_RULE.name})",
     )
     p.add_argument(
-        "--epsilon", type=float, default=None, help="the rule's ε, × the clip's mean |Ψ| (1.0)"
+        "--epsilon",
+        type=float,
+        default=None,
+        help="the rule's ε, × the clip's mean |Ψ| (fine: 0.01, paper: 1)",
     )
 
 

@@ -86,6 +86,9 @@ def relevance(
         reference=reference,
         reference_index=index,
         out=out,
+        pca_epsilon=rule.pca_epsilon,
+        pca_scale=rule.pca_scale,
+        pca_rule=rule.pca_rule,
         **common,
     )
     return bins
@@ -264,6 +267,9 @@ def bin_relevance(
     out: Mapping[str, np.ndarray] | None = None,
     epsilon_unit: EpsilonUnit = "relative",
     assignments: SoftAssignments | None = None,
+    pca_epsilon: float | None = None,
+    pca_scale: str = "layer",
+    pca_rule: str = "epsilon",
 ) -> tuple[dict[str, np.ndarray], float]:
     """R(2) of every input dimension of every descriptor: the ε-rule, one dimension finer.
 
@@ -295,6 +301,14 @@ def bin_relevance(
         Which reference row each descriptor deviates from (default: row 0).
     out : dict of str to ndarray, shape (N, input_dims_[f]), float64, optional
         Arrays to write R(2) into (and return), e.g. scratch arrays kept between clips.
+    pca_epsilon : float, optional
+        ε′ of the PCA layer in the same unit, if not ``epsilon``.
+    pca_scale : {"layer", "dimension"}
+        With ``"relative"``: ε′ × the clip's mean |x′| over all the layer's dimensions, or per
+        dimension i (ε′_i, each PCA dimension on its own scale).
+    pca_rule : {"epsilon", "alpha-beta"}
+        The PCA layer by the ε-rule above, or by the α1β0 rule about the sign of each x′_li
+        (`_alpha_beta`: exactly conservative, no ε).
 
     Returns
     -------
@@ -322,7 +336,12 @@ def bin_relevance(
                 f,
                 a[encoder.blocks_[f]],
                 n,
-                (epsilon, epsilon_unit),
+                (
+                    epsilon if pca_epsilon is None else pca_epsilon,
+                    epsilon_unit,
+                    pca_scale,
+                    pca_rule,
+                ),
                 out[f],
                 work,
                 assignments,
@@ -383,7 +402,7 @@ def _input_block(
     f: str,
     a: np.ndarray,
     n: int,
-    epsilon: tuple[float, EpsilonUnit],
+    epsilon: tuple[float, EpsilonUnit, str, str],
     out: np.ndarray,
     work: _Workspace,
     assignments: SoftAssignments | None,
@@ -397,6 +416,7 @@ def _input_block(
     d = encoder.dims_[f]
     pqc = np.concatenate(_relevance_terms(encoder, f, a, n), axis=1)  # (K, 3d)
     pca = f in encoder.pca_components_
+    signs = None
     if reference is None:
         index = np.zeros(n, np.intp)
         ref_value, ref_stacked = np.zeros((1, d)), np.zeros((1, 2 * d))
@@ -414,24 +434,36 @@ def _input_block(
             shift = (encoder._derived[f].offset - encoder.pca_mean_[f] @ components.T)[None, :]
         else:  # W (x − x⁰) = centred x′ − centred x⁰′
             shift = -ref_stacked[:, :d]
-        value, unit = epsilon
-        if unit == "absolute":
-            eps_abs = float(value)
+        value, unit, scale, pca_rule = epsilon
+        if pca_rule == "alpha-beta":
+            signs = _sign_matrices(components)
+        elif unit == "absolute":
+            eps_abs = np.full(d, float(value))
         else:
-            total = 0.0
+            sums = np.zeros(d)
             start = 0
-            # ε′ = ε × the clip's mean |W (x − origin)|; two passes over the blocks, which are
-            # kept from the encoding or, for a clip too long to keep, computed again
+            # ε′ = ε × the clip's mean |W (x − origin)|, over all dimensions or per dimension;
+            # two passes over the blocks, which are kept from the encoding or, for a clip too
+            # long to keep, computed again
             for _, stacked in encoder._chunks(desc, f, None, assignments):
-                total += _abs_sum(stacked, shift, index[start : start + len(stacked)])
+                _abs_sums(stacked, shift, index[start : start + len(stacked)], sums)
                 start += len(stacked)
-            eps_abs = float(value) * total / (n * d)
+            if scale == "dimension":
+                eps_abs = float(value) * sums / n
+            else:
+                eps_abs = np.full(d, float(value) * sums.sum() / (n * d))
     start = 0
     for gamma, stacked in encoder._chunks(desc, f, None, assignments):
         stop = start + len(gamma)
         rows = index[start:stop]
         g = np.matmul(gamma, pqc, out=work.array("fv g", (len(gamma), 3 * d), np.float64))
-        if pca:
+        if signs is not None:
+            # design §5.4: R_lj = Σ_i [W_ij δ_lj]_σ R(2)_li / Σ_j′ [W_ij′ δ_lj′]_σ, σ = sign x′_li
+            value = work.array("fv ratio", (len(gamma), d), np.float64)
+            _dimension_terms(stacked, g, ref_value, rows, False, shift, np.zeros(d), value)
+            deviation = desc.features[f][start:stop] - origins[rows]
+            _alpha_beta(value, deviation, signs, out[start:stop])
+        elif pca:
             # design §5.4: R_lj = (x_lj − o_j) Σ_i W_ij R(2)_li / (x′_li + ε′ sign x′_li)
             ratio = work.array("fv ratio", (len(gamma), d), np.float64)
             _dimension_terms(stacked, g, ref_value, rows, True, shift, eps_abs, ratio)
@@ -439,7 +471,7 @@ def _input_block(
             _times_deviation(block, desc.features[f][start:stop], origins, rows)
         else:
             r = out[start:stop]
-            _dimension_terms(stacked, g, ref_value, rows, False, ref_value, 0.0, r)
+            _dimension_terms(stacked, g, ref_value, rows, False, ref_value, np.zeros(d), r)
         start = stop
     return out
 
@@ -452,7 +484,7 @@ def _dimension_terms(stacked, g, ref_value, index, divide, shift, eps_abs, out):
     ``stacked`` (n, 2d): [x − c, (x − c)²] in the encoded space (c: the mixture's centre); ``g``
     (n, 3d): Γ [P Q C], so R(2)_li = (x − c)_li (Γ P)_li + (x − c)_li² (Γ Q)_li + (Γ C)_li −
     ``ref_value``[s] (design §5), s = ``index``_l the row of the root; the PCA layer's input is
-    (x − c)_li + ``shift``[s, i], stabilised by ε′ = ``eps_abs`` sign(·)."""
+    (x − c)_li + ``shift``[s, i], stabilised by ε′_i = ``eps_abs``[i] sign(·)."""
     n, d = out.shape
     for row in range(n):
         s = index[row]
@@ -464,18 +496,48 @@ def _dimension_terms(stacked, g, ref_value, index, divide, shift, eps_abs, out):
                 out[row, i] = value
                 continue
             denominator = x + shift[s, i]
-            denominator += eps_abs if denominator >= 0 else -eps_abs
+            denominator += eps_abs[i] if denominator >= 0 else -eps_abs[i]
             out[row, i] = value / denominator if denominator != 0 else 0.0
 
 
+def _sign_matrices(components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[[W⁺ᵀ, W⁻ᵀ], [W⁻ᵀ, W⁺ᵀ]] (2 d_in, 2d) and its transpose, for `_alpha_beta`."""
+    plus, minus = np.maximum(components, 0.0), np.minimum(components, 0.0)
+    forward = np.block([[plus.T, minus.T], [minus.T, plus.T]])
+    return np.ascontiguousarray(forward), np.ascontiguousarray(forward.T)
+
+
+def _alpha_beta(
+    relevance: np.ndarray,
+    deviation: np.ndarray,
+    signs: tuple[np.ndarray, np.ndarray],
+    out: np.ndarray,
+) -> None:
+    """The PCA layer by the α1β0 rule about each output's sign, into ``out`` (n, d_in).
+
+    x′_li = Σ_j z_lij with z_lij = W_ij δ_lj, δ = x − origin. Output i hands R_li to the inputs
+    whose z agrees with the sign of x′_li, in proportion to it: exactly conservative, no ε. With
+    [ab]⁺ = a⁺b⁺ + a⁻b⁻ and [ab]⁻ = a⁺b⁻ + a⁻b⁺ both sums are matrix products.
+    """
+    d = relevance.shape[1]
+    halves = np.concatenate([np.maximum(deviation, 0.0), np.minimum(deviation, 0.0)], axis=1)
+    sums = halves @ signs[0]  # [S⁺, S⁻] (n, 2d): Σ_j [z_lij]⁺ and Σ_j [z_lij]⁻
+    positive = sums[:, :d] + sums[:, d:] >= 0
+    chosen = np.where(positive, sums[:, :d], sums[:, d:])
+    share = np.divide(relevance, chosen, out=np.zeros_like(relevance), where=chosen != 0)
+    q = np.concatenate([np.where(positive, share, 0.0), np.where(positive, 0.0, share)], axis=1)
+    back = q @ signs[1]  # [q⁺W⁺ + q⁻W⁻, q⁺W⁻ + q⁻W⁺] (n, 2 d_in)
+    d_in = deviation.shape[1]
+    np.multiply(halves[:, :d_in], back[:, :d_in], out=out)
+    out += halves[:, d_in:] * back[:, d_in:]
+
+
 @njit(cache=True, nogil=True)
-def _abs_sum(stacked, shift, index):
-    """Σ |(x − c)_li + shift[index_l, i]| over a block (see `_dimension_terms`)."""
-    total = 0.0
+def _abs_sums(stacked, shift, index, out):
+    """``out``_i += Σ_l |(x − c)_li + shift[index_l, i]| over a block (`_dimension_terms`)."""
     for row in range(stacked.shape[0]):
         for i in range(shift.shape[1]):
-            total += abs(stacked[row, i] + shift[index[row], i])
-    return total
+            out[i] += abs(stacked[row, i] + shift[index[row], i])
 
 
 @njit(cache=True, nogil=True)

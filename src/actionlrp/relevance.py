@@ -117,6 +117,9 @@ class Explanation:
         The clip's file, where the explanation came from one (`ActionModel.explain`).
     field : MotionField or None
         The clip's motion field, the input layer the heatmaps are drawn on.
+    method : str
+        How the relevance was found: ``"lrp"`` (`explain`), or ``"occlusion"``
+        (`actionlrp.occlusion.occlusion`: no R(3) nor R(2), and ``rule`` is unused).
     """
 
     class_name: str
@@ -135,6 +138,7 @@ class Explanation:
     versus: str | None = None
     video: Path | None = None
     field: MotionField | None = None
+    method: str = "lrp"
 
     @property
     def relevance_total(self) -> float:

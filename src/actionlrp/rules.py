@@ -16,12 +16,16 @@ fine-zero  ``"bins"``   zero    the fine spreading with the plain ε-rule
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
 EpsilonUnit = Literal["relative", "absolute"]
 Histogram = Literal["flat", "bins"]
 Root = Literal["zero", "still"]
+Bias = Literal["live", "energy"]
+PcaScale = Literal["layer", "dimension"]
+PcaRule = Literal["epsilon", "alpha-beta"]
 
 
 @dataclass(frozen=True)
@@ -46,21 +50,44 @@ class Rule:
         ``"zero"``: the plain ε-rule, each contribution taken as it is. ``"still"``: every
         layer's contributions measured from those of a motionless cube, so where nothing moves
         nothing is relevant.
+    bias : {"live", "energy"}
+        How the SVM layer shares its bias b over the dimensions of Φ: ``"live"`` evenly over
+        the D′ dimensions the clip populates (b / D′); ``"energy"`` in proportion to each
+        dimension's share of ‖Φ‖² = 1 (b Φ_d²), so a nearly empty dimension gets nearly none.
+    pca_epsilon : float or None
+        ε of the PCA layer (``histogram="bins"`` or the still root), in ``epsilon_unit``; None:
+        ``epsilon``.
+    pca_scale : {"layer", "dimension"}
+        With ``"relative"``: ε of the PCA layer in units of the clip's mean |x′| over all its
+        dimensions (``"layer"``), or of each dimension's own (``"dimension"``: the low-variance
+        components of PCA are not stabilised away).
+    pca_rule : {"epsilon", "alpha-beta"}
+        The PCA layer by the ε-rule, or by the α1β0 rule about the sign of each projected
+        value: each output's relevance goes to the inputs that push it the way it went, in
+        proportion to their push; exactly conservative, no ε.
     """
 
     name: str = "custom"
-    epsilon: float = 1.0
+    epsilon: float = 0.01
     epsilon_unit: EpsilonUnit = "relative"
     histogram: Histogram = "bins"
     root: Root = "still"
+    bias: Bias = "energy"
+    pca_epsilon: float | None = None
+    pca_scale: PcaScale = "layer"
+    pca_rule: PcaRule = "alpha-beta"
 
     def __post_init__(self) -> None:
-        if not self.epsilon >= 0:
-            raise ValueError(f"rule {self.name!r}: epsilon must be ≥ 0, got {self.epsilon!r}")
+        for field, value in (("epsilon", self.epsilon), ("pca_epsilon", self.pca_epsilon)):
+            if value is not None and not value >= 0:
+                raise ValueError(f"rule {self.name!r}: {field} must be ≥ 0, got {value!r}")
         for field, value, allowed in (
             ("epsilon_unit", self.epsilon_unit, ("relative", "absolute")),
             ("histogram", self.histogram, ("flat", "bins")),
             ("root", self.root, ("zero", "still")),
+            ("bias", self.bias, ("live", "energy")),
+            ("pca_scale", self.pca_scale, ("layer", "dimension")),
+            ("pca_rule", self.pca_rule, ("epsilon", "alpha-beta")),
         ):
             if value not in allowed:
                 raise ValueError(
@@ -87,12 +114,18 @@ class Rule:
             "epsilon_unit": self.epsilon_unit,
             "histogram": self.histogram,
             "root": self.root,
+            "bias": self.bias,
+            "pca_epsilon": self.pca_epsilon,
+            "pca_scale": self.pca_scale,
+            "pca_rule": self.pca_rule,
         }
 
 
-FINE = Rule(name="fine", histogram="bins", root="still")
-PAPER = Rule(name="paper", histogram="flat", root="zero")
-FINE_ZERO = Rule(name="fine-zero", histogram="bins", root="zero")
+FINE = Rule(name="fine")
+PAPER = Rule(
+    name="paper", epsilon=1.0, histogram="flat", root="zero", bias="live", pca_rule="epsilon"
+)
+FINE_ZERO = dataclasses.replace(FINE, name="fine-zero", root="zero")
 
 #: The presets by name.
 RULES: dict[str, Rule] = {rule.name: rule for rule in (FINE, PAPER, FINE_ZERO)}
@@ -124,5 +157,5 @@ def get_rule(rule: Rule | str | None = None, epsilon: float | None = None) -> Ru
     elif not isinstance(rule, Rule):
         raise TypeError(f"rule must be a Rule or a preset's name, got {type(rule).__name__}")
     if epsilon is not None and epsilon != rule.epsilon:
-        rule = Rule(rule.name, float(epsilon), rule.epsilon_unit, rule.histogram, rule.root)
+        rule = dataclasses.replace(rule, epsilon=float(epsilon))
     return rule

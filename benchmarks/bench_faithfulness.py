@@ -35,7 +35,10 @@ from actionlrp.model import ActionModel
 from actionlrp.motion import motion_field
 from actionlrp.relevance import explain
 from actionlrp.render import write_heatmap_video
-from actionlrp.rules import DEFAULT_RULE, get_rule
+from actionlrp.rules import DEFAULT_RULE, RULES, get_rule
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_folds import FOLDS, folds  # noqa: E402
 
 REGION_PX, REGION_FRAMES = 16, 5
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,8 +75,18 @@ def perturbation_curve(model, field, order: np.ndarray, region_of: np.ndarray, c
 
 
 def aopc_for_clip(
-    model, path: Path, n_steps: int, rng, epsilons: tuple[float, ...], fraction: float = 0.5
+    model,
+    path: Path,
+    n_steps: int,
+    rng,
+    epsilons: tuple[float, ...] | None = None,
+    fraction: float = 0.5,
+    with_occlusion: bool = False,
+    seconds: dict[str, list[float]] | None = None,
 ) -> dict[str, float]:
+    """AOPC of each order of the regions of one clip: LRP by every preset (at their own ε, or at
+    each of ``epsilons``), occlusion (if asked), motion magnitude and random order. The time of
+    each explanation is appended to ``seconds``."""
     field = motion_field(path, model.motion, model.cell)
     desc = describe(field, model.params_)
     region_of = regions(field.grid_shape, field.cell)
@@ -86,11 +99,22 @@ def aopc_for_clip(
         return np.argsort(-sums, kind="stable")
 
     orders = {}
-    for eps in epsilons:
-        for name, rule in (("lrp", "paper"), ("lrp_fine", "fine-zero"), ("lrp_fine_still", "fine")):
+    seconds = {} if seconds is None else seconds
+    for eps in epsilons or (None,):
+        for rule in RULES:
+            name = f"lrp {rule}" + ("" if eps is None else f" ε={eps:g}")
+            start = time.perf_counter()
             e = explain(model, field, desc, rule=get_rule(rule, eps))
-            orders[f"{name} ε={eps:g}"] = ranked(e.relevance_voxels)
+            seconds.setdefault(name, []).append(time.perf_counter() - start)
+            orders[name] = ranked(e.relevance_voxels)
     c = e.class_index
+    if with_occlusion:
+        from actionlrp.occlusion import occlusion
+
+        start = time.perf_counter()
+        o = occlusion(model, field, desc, class_name=e.class_name)
+        seconds.setdefault("occlusion", []).append(time.perf_counter() - start)
+        orders["occlusion"] = ranked(o.relevance_voxels)
     orders["motion"] = ranked(np.linalg.norm(field.flow, axis=-1))
     orders["random"] = rng.permutation(n_regions)
     result = {}
@@ -144,6 +168,19 @@ def speed(model, path: Path, repeat: int = 5) -> dict[str, float]:
     return {name: float(np.median(times[name])) / base for name in ("uniform", "fine", "plain")}
 
 
+def print_aopc(name: str, rows: list[dict[str, float]], steps: int) -> None:
+    print(f"\n{name}: AOPC over {len(rows)} clips, {steps} steps (higher = more faithful)")
+    print(f"  {'order':<22} {'AOPC':>8} {'± std':>7}   vs motion: mean Δ, clips won")
+    motion = np.array([r["motion"] for r in rows])
+    for key in rows[0]:
+        values = np.array([r[key] for r in rows])
+        delta = values - motion
+        print(
+            f"  {key:<22} {values.mean():+8.4f} {values.std():7.4f}   "
+            f"{delta.mean():+.4f}, {int((delta > 0).sum())}/{len(rows)}"
+        )
+
+
 def fight_fold(n: int, model_path: str) -> tuple[ActionModel, list]:
     """A model (defaults) trained on fold 1 of fight-dev's group 5-fold CV, and the ``n``
     smallest test clips of that fold (each source video on one side only)."""
@@ -177,8 +214,15 @@ def main() -> int:
     parser.add_argument("--fight-fraction", type=float, default=0.1)
     parser.add_argument("--skip-builtin", action="store_true", help="fight-dev and speed only")
     parser.add_argument(
-        "--epsilon", type=float, nargs="+", default=[DEFAULT_RULE.epsilon], help="ε to compare"
+        "--epsilon", type=float, nargs="+", default=None, help="ε to compare (default: each rule's)"
     )
+    parser.add_argument(
+        "--real",
+        nargs="*",
+        default=None,
+        help="AOPC on the held-out clips of the real sets' folds (default both), with occlusion",
+    )
+    parser.add_argument("--per-fold", type=int, default=2, help="--real: smallest clips per fold")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     model = ActionModel.load(args.model)
@@ -187,19 +231,28 @@ def main() -> int:
     sets = [] if args.skip_builtin else [("built-in", model, clips)]
     if args.fight:
         sets.append(("fight-dev", *fight_fold(args.fight, args.fight_model)))
+    eps = None if args.epsilon is None else tuple(args.epsilon)
     for name, m, chosen in sets:
-        eps = tuple(args.epsilon)
         fraction = args.fight_fraction if name == "fight-dev" else args.fraction
         rows = [aopc_for_clip(m, c.path, args.steps, rng, eps, fraction) for c in chosen]
-        print(f"\n{name}: AOPC over {len(rows)} clips, {args.steps} steps (higher = more faithful)")
-        print(f"  {'order':<22} {'AOPC':>8} {'± std':>7}   vs motion: mean Δ, clips won")
-        motion = np.array([r["motion"] for r in rows])
-        for key in rows[0]:
-            values = np.array([r[key] for r in rows])
-            delta = values - motion
+        print_aopc(name, rows, args.steps)
+    if args.real is not None:
+        for name in args.real or list(FOLDS):
+            seconds: dict[str, list[float]] = {}
+            rows = [
+                aopc_for_clip(m, c.path, args.steps, rng, eps, args.fight_fraction, True, seconds)
+                for _, m, test in folds(name)
+                for c in sorted(test, key=lambda c: c.path.stat().st_size)[: args.per_fold]
+            ]
+            print_aopc(f"{name} (held out, {args.per_fold} smallest per fold)", rows, args.steps)
+            times = {k: float(np.median(v)) for k, v in seconds.items()}
+            each = ", ".join(f"{k} {v:.3f}" for k, v in times.items())
+            print(f"  median seconds per clip: {each}")
+            lrp = f"lrp {DEFAULT_RULE.name}"
+            ratio = np.mean([r[lrp] for r in rows]) / np.mean([r["occlusion"] for r in rows])
             print(
-                f"  {key:<22} {values.mean():+8.4f} {values.std():7.4f}   "
-                f"{delta.mean():+.4f}, {int((delta > 0).sum())}/{len(rows)}"
+                f"  {lrp} ÷ occlusion: AOPC {ratio:.2f} (target ≥ 0.9), "
+                f"time {times[lrp] / times['occlusion']:.3f} (target ≤ 0.05)"
             )
     print("\nexplain ÷ classify, from the file (medians of 5 interleaved runs per clip)")
     print(f"  {'clips':<22} {'uniform':>8} {'fine':>6} {'fine, worst clip':>17} {'no root':>8}")

@@ -229,9 +229,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     rule = _rule(args)
     model = ActionModel.load(args.model)
-    e, report = explain_video(args.video, model, args.out, args.cls, rule, args.versus)
+    e, report = explain_video(
+        args.video, model, args.out, args.cls, rule, args.versus, method=args.method
+    )
     result = summary(e)
     result.pop("frame_relevance")
+    result["method"] = e.method
     result["report"] = str(report)
     result["seconds"] = round(time.perf_counter() - start, 3)
     _print(result, args.json)
@@ -422,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="explain the class's score minus this class's: why the one and not the other "
         "(default for a two-class model: the other class; '' for the class's own score)",
+    )
+    p.add_argument(
+        "--method",
+        choices=("lrp", "occlusion"),
+        default="lrp",
+        help="'lrp' (default), or 'occlusion': the baseline that removes each region's motion "
+        "(16 px × 5 frames) and measures what the score loses; it ignores --rule and --epsilon",
     )
     _add_rule_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

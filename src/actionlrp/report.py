@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from actionlrp.datasets import Clip
-from actionlrp.errors import ActionLRPError
+from actionlrp.errors import ActionLRPError, EmptyClipError
 from actionlrp.model import ActionModel
 from actionlrp.relevance import OTHER, Explanation
 from actionlrp.render import (
@@ -28,6 +28,9 @@ from actionlrp.render import (
 )
 from actionlrp.rules import Rule, get_rule
 
+#: How `explain_video` explains: LRP, or the occlusion baseline.
+METHODS = ("lrp", "occlusion")
+
 
 def explain_video(
     video: str | os.PathLike,
@@ -36,15 +39,22 @@ def explain_video(
     class_name: str | None = None,
     rule: Rule | str | None = None,
     versus: str | None = None,
+    method: str = "lrp",
 ) -> tuple[Explanation, Path]:
     """Explain one clip with a fitted model and write its report; what `actionlrp explain` does.
 
     Returns the explanation and ``out_dir/report.html``. A two-class model's score is explained
     as the contrast of the two classes unless ``versus`` says otherwise (``versus=""``: the
     class's own score). Where the built-in dataset's ground truth lies beside the clip, the
-    frame curve marks its action interval.
+    frame curve marks its action interval. ``method``: ``"lrp"`` (`ActionModel.explain`), or
+    ``"occlusion"``, the baseline of `actionlrp.occlusion.occlusion` (``rule`` is then unused).
     """
-    explanation = model.explain(video, class_name, rule, _versus(model, versus))
+    if method == "lrp":
+        explanation = model.explain(video, class_name, rule, _versus(model, versus))
+    elif method == "occlusion":
+        explanation = _occlusion(video, model, class_name, _versus(model, versus))
+    else:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     truth = _ground_truth(Path(video))
     interval = truth.interval if truth is not None else None
     return explanation, write_report(explanation, out_dir, interval)
@@ -153,6 +163,21 @@ def explain_dataset(
             summary[key] = float(np.mean(correct))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return write_dataset_page(out, summary, figures, frame_figures, LOCALISATION_KEYS)
+
+
+def _occlusion(
+    video: str | os.PathLike, model: ActionModel, class_name: str | None, versus: str | None
+) -> Explanation:
+    """`occlusion.occlusion` of a clip's file, its errors worded as `ActionModel.explain`'s."""
+    from actionlrp.motion import motion_field
+    from actionlrp.occlusion import occlusion
+
+    model._check_fitted()
+    field = motion_field(video, model.motion, model.cell, transcode=model.transcode)
+    try:
+        return occlusion(model, field, None, class_name, versus, video=video)
+    except EmptyClipError as exc:
+        raise EmptyClipError(f"{video}: {exc}") from None
 
 
 def _versus(model: ActionModel, versus: str | None) -> str | None:

@@ -13,7 +13,7 @@ MODULES = [
     "actionlrp.codec",
     "actionlrp.descriptors",
     "actionlrp.model",
-    "actionlrp.render",
+    "actionlrp.pages",
 ]
 
 

@@ -15,15 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from actionlrp.render import (
-    diverging_colours,
-    frame_chart_svg,
-    frame_times,
-    overlay,
-    overlay_at_width,
-    rule_text,
-    share_sentences,
-)
+from actionlrp.pages import frame_chart_svg, rule_text, share_sentences
+from actionlrp.render import diverging_colours, frame_times, overlay, overlay_at_width
 from actionlrp.rules import get_rule
 
 

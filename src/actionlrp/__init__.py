@@ -61,7 +61,7 @@ _PUBLIC = {
     "FisherEncoder": "actionlrp.fisher",
     "FisherVector": "actionlrp.fisher",
     "LinearClassifier": "actionlrp.classifier",
-    "write_report": "actionlrp.render",
+    "write_report": "actionlrp.pages",
     "explain_video": "actionlrp.report",
     "explain_dataset": "actionlrp.report",
     "Clip": "actionlrp.datasets",

@@ -223,7 +223,7 @@ def cmd_reproduce_hmdb51(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from actionlrp.model import ActionModel
-    from actionlrp.render import summary
+    from actionlrp.pages import summary
     from actionlrp.report import explain_video
 
     start = time.perf_counter()

@@ -231,7 +231,7 @@ class ActionModel:
         -------
         Explanation
             Relevance at every layer, with the clip's file and motion field for its report
-            (`render.write_report`).
+            (`pages.write_report`).
 
         Raises
         ------

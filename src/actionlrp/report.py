@@ -1,7 +1,8 @@
 """Explain clips and write their reports: one clip (``actionlrp explain``) or a whole dataset
-(``actionlrp explain-dataset``). The explaining is `ActionModel.explain`, the drawing
-`actionlrp.render`; where a clip of the built-in dataset has its ground truth beside it, the
-reports add how well the explanation finds the actor (`builtin.localisation_scores`).
+(``actionlrp explain-dataset``). The explaining is `ActionModel.explain` (or `occlusion`), the
+figures `actionlrp.render`, the pages `actionlrp.pages`; where a clip of the built-in dataset has
+its ground truth beside it, the reports add how well the explanation finds the actor
+(`builtin.localisation_scores`).
 """
 
 from __future__ import annotations
@@ -17,15 +18,9 @@ import numpy as np
 from actionlrp.datasets import Clip
 from actionlrp.errors import ActionLRPError, EmptyClipError
 from actionlrp.model import ActionModel
+from actionlrp.pages import write_dataset_page, write_report
 from actionlrp.relevance import OTHER, Explanation
-from actionlrp.render import (
-    FEATURE_NAMES,
-    _limit,
-    plot_best_frames,
-    plot_class_shares,
-    write_dataset_page,
-    write_report,
-)
+from actionlrp.render import FEATURE_NAMES, _limit, plot_best_frames, plot_class_shares
 from actionlrp.rules import Rule, get_rule
 
 #: How `explain_video` explains: LRP, or the occlusion baseline.

@@ -143,8 +143,10 @@ def get_rule(rule: Rule | str | None = None, epsilon: float | None = None) -> Ru
 
     Examples
     --------
-    >>> get_rule("paper", epsilon=0.1)
-    Rule(name='paper', epsilon=0.1, epsilon_unit='relative', histogram='flat', root='zero')
+    >>> get_rule("paper", epsilon=0.1).summary()  # doctest: +NORMALIZE_WHITESPACE
+    {'name': 'paper', 'epsilon': 0.1, 'epsilon_unit': 'relative', 'histogram': 'flat',
+     'root': 'zero', 'bias': 'live', 'pca_epsilon': None, 'pca_scale': 'layer',
+     'pca_rule': 'epsilon'}
     >>> get_rule() is FINE
     True
     """

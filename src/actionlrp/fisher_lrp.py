@@ -436,7 +436,7 @@ def _input_block(
             shift = -ref_stacked[:, :d]
         value, unit, scale, pca_rule = epsilon
         if pca_rule == "alpha-beta":
-            signs = _sign_matrices(components)
+            signs = (components, np.abs(components))
         elif unit == "absolute":
             eps_abs = np.full(d, float(value))
         else:
@@ -461,8 +461,10 @@ def _input_block(
             # design §5.4: R_lj = Σ_i [W_ij δ_lj]_σ R(2)_li / Σ_j′ [W_ij′ δ_lj′]_σ, σ = sign x′_li
             value = work.array("fv ratio", (len(gamma), d), np.float64)
             _dimension_terms(stacked, g, ref_value, rows, False, shift, np.zeros(d), value)
-            deviation = desc.features[f][start:stop] - origins[rows]
-            _alpha_beta(value, deviation, signs, out[start:stop])
+            projected = work.array("ab x′", (len(gamma), d), np.float64)
+            np.add(stacked[:, :d], shift[rows], out=projected)  # W (x − origin)
+            x = desc.features[f][start:stop]
+            _alpha_beta(value, x, origins, rows, projected, signs, work, out[start:stop])
         elif pca:
             # design §5.4: R_lj = (x_lj − o_j) Σ_i W_ij R(2)_li / (x′_li + ε′ sign x′_li)
             ratio = work.array("fv ratio", (len(gamma), d), np.float64)
@@ -500,36 +502,72 @@ def _dimension_terms(stacked, g, ref_value, index, divide, shift, eps_abs, out):
             out[row, i] = value / denominator if denominator != 0 else 0.0
 
 
-def _sign_matrices(components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[[W⁺ᵀ, W⁻ᵀ], [W⁻ᵀ, W⁺ᵀ]] (2 d_in, 2d) and its transpose, for `_alpha_beta`."""
-    plus, minus = np.maximum(components, 0.0), np.minimum(components, 0.0)
-    forward = np.block([[plus.T, minus.T], [minus.T, plus.T]])
-    return np.ascontiguousarray(forward), np.ascontiguousarray(forward.T)
-
-
 def _alpha_beta(
     relevance: np.ndarray,
-    deviation: np.ndarray,
-    signs: tuple[np.ndarray, np.ndarray],
+    x: np.ndarray,
+    origins: np.ndarray,
+    rows: np.ndarray,
+    projected: np.ndarray,
+    components: tuple[np.ndarray, np.ndarray],
+    work: _Workspace,
     out: np.ndarray,
 ) -> None:
     """The PCA layer by the α1β0 rule about each output's sign, into ``out`` (n, d_in).
 
-    x′_li = Σ_j z_lij with z_lij = W_ij δ_lj, δ = x − origin. Output i hands R_li to the inputs
-    whose z agrees with the sign of x′_li, in proportion to it: exactly conservative, no ε. With
-    [ab]⁺ = a⁺b⁺ + a⁻b⁻ and [ab]⁻ = a⁺b⁻ + a⁻b⁺ both sums are matrix products.
+    x′_li = Σ_j z_lij with z_lij = W_ij δ_lj, δ = x − origin (``projected``: x′, (n, d); the
+    origin of descriptor l is ``origins[rows[l]]``). Output i hands R_li (``relevance``) to the
+    inputs whose z has the sign σ_li of x′_li, in proportion to it: exactly conservative, no ε.
+    As [z]_σ = (z + σ|z|)/2 and |z_lij| = |W_ij||δ_lj|, the sums are matrix products:
+    S_σ = (x′ + σ |δ||W|ᵀ)/2 and R_lj = ½ δ_lj (q W)_lj + ½ |δ_lj| ((σ q) |W|)_lj with
+    q = R / S_σ. ``components``: W and |W|, (d, d_in) each.
     """
-    d = relevance.shape[1]
-    halves = np.concatenate([np.maximum(deviation, 0.0), np.minimum(deviation, 0.0)], axis=1)
-    sums = halves @ signs[0]  # [S⁺, S⁻] (n, 2d): Σ_j [z_lij]⁺ and Σ_j [z_lij]⁻
-    positive = sums[:, :d] + sums[:, d:] >= 0
-    chosen = np.where(positive, sums[:, :d], sums[:, d:])
-    share = np.divide(relevance, chosen, out=np.zeros_like(relevance), where=chosen != 0)
-    q = np.concatenate([np.where(positive, share, 0.0), np.where(positive, 0.0, share)], axis=1)
-    back = q @ signs[1]  # [q⁺W⁺ + q⁻W⁻, q⁺W⁻ + q⁻W⁺] (n, 2 d_in)
-    d_in = deviation.shape[1]
-    np.multiply(halves[:, :d_in], back[:, :d_in], out=out)
-    out += halves[:, d_in:] * back[:, d_in:]
+    weights, magnitudes = components
+    n, d = relevance.shape
+    d_in = x.shape[1]
+    deviation = work.array("ab δ", (n, d_in), np.float64)
+    size = work.array("ab |δ|", (n, d_in), np.float64)
+    _deviations(x, origins, rows, deviation, size)
+    spread = np.matmul(size, magnitudes.T, out=work.array("ab spread", (n, d), np.float64))
+    share = work.array("ab q", (n, d), np.float64)
+    signed = work.array("ab σq", (n, d), np.float64)
+    _shares(relevance, projected, spread, share, signed)
+    np.matmul(share, weights, out=out)
+    back = np.matmul(signed, magnitudes, out=work.array("ab back", (n, d_in), np.float64))
+    _combine_halves(out, deviation, size, back)
+
+
+@njit(cache=True, nogil=True)
+def _deviations(x, origins, rows, deviation, size):
+    """δ = x − origins[rows] (x float32) and |δ|, (n, d_in) float64."""
+    n, d = deviation.shape
+    for row in range(n):
+        origin = origins[rows[row]]
+        for j in range(d):
+            value = np.float64(x[row, j]) - origin[j]
+            deviation[row, j] = value
+            size[row, j] = abs(value)
+
+
+@njit(cache=True, nogil=True)
+def _shares(relevance, projected, spread, share, signed):
+    """q = 2R / (x′ + σ Σ|z|) (0 where that is 0) and σq, σ = sign x′ (+1 at 0)."""
+    n, d = relevance.shape
+    for row in range(n):
+        for i in range(d):
+            sign = 1.0 if projected[row, i] >= 0 else -1.0
+            chosen = projected[row, i] + sign * spread[row, i]
+            q = 2.0 * relevance[row, i] / chosen if chosen != 0 else 0.0
+            share[row, i] = q
+            signed[row, i] = sign * q
+
+
+@njit(cache=True, nogil=True)
+def _combine_halves(out, deviation, size, back):
+    """``out`` = ½ (δ ∘ out + |δ| ∘ back), in place."""
+    n, d = out.shape
+    for row in range(n):
+        for j in range(d):
+            out[row, j] = 0.5 * (deviation[row, j] * out[row, j] + size[row, j] * back[row, j])
 
 
 @njit(cache=True, nogil=True)

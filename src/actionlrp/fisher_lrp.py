@@ -526,26 +526,40 @@ def _alpha_beta(
     d_in = x.shape[1]
     deviation = work.array("ab δ", (n, d_in), np.float64)
     size = work.array("ab |δ|", (n, d_in), np.float64)
-    _deviations(x, origins, rows, deviation, size)
-    spread = np.matmul(size, magnitudes.T, out=work.array("ab spread", (n, d), np.float64))
-    share = work.array("ab q", (n, d), np.float64)
-    signed = work.array("ab σq", (n, d), np.float64)
+    moved = work.array("ab moved", (n,), np.intp)
+    m = _deviations(x, origins, rows, deviation, size, moved)  # rows at their origin pass nothing
+    out[...] = 0.0
+    if m == 0:
+        return
+    deviation, size, moved = deviation[:m], size[:m], moved[:m]
+    relevance, projected = relevance[moved], projected[moved]
+    spread = np.matmul(size, magnitudes.T, out=work.array("ab spread", (m, d), np.float64))
+    share = work.array("ab q", (m, d), np.float64)
+    signed = work.array("ab σq", (m, d), np.float64)
     _shares(relevance, projected, spread, share, signed)
-    np.matmul(share, weights, out=out)
-    back = np.matmul(signed, magnitudes, out=work.array("ab back", (n, d_in), np.float64))
-    _combine_halves(out, deviation, size, back)
+    front = np.matmul(share, weights, out=work.array("ab front", (m, d_in), np.float64))
+    back = np.matmul(signed, magnitudes, out=work.array("ab back", (m, d_in), np.float64))
+    _combine_halves(out, moved, front, deviation, size, back)
 
 
 @njit(cache=True, nogil=True)
-def _deviations(x, origins, rows, deviation, size):
-    """δ = x − origins[rows] (x float32) and |δ|, (n, d_in) float64."""
+def _deviations(x, origins, rows, deviation, size, moved):
+    """δ = x − origins[rows] (x float32) and |δ| of the rows where δ ≠ 0, packed into the first
+    m rows of ``deviation`` and ``size`` (n, d_in) float64, their indices in ``moved``; m."""
     n, d = deviation.shape
+    m = 0
     for row in range(n):
         origin = origins[rows[row]]
+        any_ = False
         for j in range(d):
             value = np.float64(x[row, j]) - origin[j]
-            deviation[row, j] = value
-            size[row, j] = abs(value)
+            deviation[m, j] = value
+            size[m, j] = abs(value)
+            any_ = any_ or value != 0.0
+        if any_:
+            moved[m] = row
+            m += 1
+    return m
 
 
 @njit(cache=True, nogil=True)
@@ -562,12 +576,13 @@ def _shares(relevance, projected, spread, share, signed):
 
 
 @njit(cache=True, nogil=True)
-def _combine_halves(out, deviation, size, back):
-    """``out`` = ½ (δ ∘ out + |δ| ∘ back), in place."""
-    n, d = out.shape
-    for row in range(n):
+def _combine_halves(out, moved, front, deviation, size, back):
+    """``out[moved[k]]`` = ½ (δ ∘ front + |δ| ∘ back)[k] for the m packed rows."""
+    m, d = front.shape
+    for k in range(m):
+        row = moved[k]
         for j in range(d):
-            out[row, j] = 0.5 * (deviation[row, j] * out[row, j] + size[row, j] * back[row, j])
+            out[row, j] = 0.5 * (deviation[k, j] * front[k, j] + size[k, j] * back[k, j])
 
 
 @njit(cache=True, nogil=True)

@@ -107,6 +107,26 @@ def test_cv_on_a_folder_dataset(dataset, model):
     assert len(report["folds"]) == 2 and report["n_clips"] == 6
 
 
+def test_cv_leaves_one_group_out_from_a_group_column(dataset, model, tmp_path):
+    _, cache = model
+    clips = sorted(p for p in (dataset / "train").rglob("*") if p.suffix in (".mp4", ".avi"))
+    csv = tmp_path / "groups.csv"
+    rows = [f"{c.parent.name}/{c.name},{c.parent.name},seq{i % 2}" for i, c in enumerate(clips)]
+    csv.write_text("clip,label,group\n" + "\n".join(rows) + "\n")
+    args = ("cv", dataset / "train", "--groups", csv, "--leave-one-group-out", "--cache", cache)
+    result = run(*args, *FAST, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [f["test_group"] for f in report["folds"]] == ["seq0", "seq1"]
+    assert sum(f["n_clips"] for f in report["folds"]) == len(clips) == 6
+    assert "accuracy_std" in report
+    result = run("cv", dataset / "train", "--leave-one-group-out", "--cache", cache, *FAST)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "actionlrp: --leave-one-group-out needs --groups CSV (clip and its group)"
+    )
+
+
 @pytest.fixture(scope="module")
 def fake_hmdb51(tmp_path_factory, shared_data):
     """HMDB51 layout: the real wave / cartwheel clips plus generated ones, official split files."""

@@ -436,7 +436,31 @@ def test_read_groups_rejects_missing_columns_and_conflicting_rows(tmp_path):
     with pytest.raises(DatasetError, match="must name the columns clip and source_video"):
         read_groups(bad)
     twice = write(tmp_path / "b.csv", "clip,label,source_video\nx.mp4,a,s1\n./x.mp4,a,s2\n")
-    with pytest.raises(DatasetError, match=r"b\.csv:3: x\.mp4 is listed with two source videos"):
+    with pytest.raises(DatasetError, match=r"b\.csv:3: x\.mp4 is listed with two groups"):
         read_groups(twice)
     with pytest.raises(DatasetError, match="no such file"):
         read_groups(tmp_path / "missing.csv")
+
+
+def test_leave_one_group_out_holds_out_each_ut_interaction_sequence_once(shared_data):
+    from actionlrp.datasets import leave_one_group_out
+
+    root = shared_data / "ut-interaction-set1"
+    clips = folder_dataset(root)
+    folds = leave_one_group_out(clips, read_groups(root / "groups.csv"))
+    assert len(folds) == 10  # the dataset's protocol: 10 sequences, each held out in turn
+    tested = [c.path for f in folds for c in f.test]
+    assert sorted(tested) == sorted(c.path for c in clips)
+    for fold in folds:
+        sequences = {c.path.name.split("_")[2] for c in fold.test}  # set1_<i>_<seq>_<class>
+        assert len(sequences) == 1
+        assert not sequences & {c.path.name.split("_")[2] for c in fold.train}
+        assert len({c.label for c in fold.test}) >= 5  # nearly every action in every sequence
+
+
+def test_leave_one_group_out_needs_two_groups(tmp_path):
+    from actionlrp.datasets import Clip, leave_one_group_out
+
+    clips = [Clip(tmp_path / f"{i}.mp4", "a", group="g") for i in range(3)]
+    with pytest.raises(DatasetError, match="1 group among 3 clips; leaving one out needs"):
+        leave_one_group_out(clips)

@@ -157,8 +157,16 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     clips = folder_dataset(args.data)
+    if args.leave_one_group_out and not args.groups:
+        raise ActionLRPError("--leave-one-group-out needs --groups CSV (clip and its group)")
     groups = read_groups(args.groups) if args.groups else None
-    report = cross_validate(clips, n_folds=args.folds, groups=groups, **_model_params(args))
+    report = cross_validate(
+        clips,
+        n_folds=args.folds,
+        groups=groups,
+        leave_one_group_out=args.leave_one_group_out,
+        **_model_params(args),
+    )
     _report_failures(report.pop("failed"))
     report["seconds"] = round(time.perf_counter() - start, 3)
     _print(report, args.json)
@@ -403,7 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cv", help="group-aware k-fold cross-validation on a folder dataset")
     p.add_argument("data", help="dataset folder (ROOT/<class>/<clip>)")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--groups", default=None, help="CSV clip,label,source_video")
+    p.add_argument("--groups", default=None, help="CSV clip,label,source_video (or group)")
+    p.add_argument(
+        "--leave-one-group-out",
+        action="store_true",
+        help="hold out each group in turn instead of --folds (datasets recorded as sequences)",
+    )
     _add_model_options(p)
     p.set_defaults(func=cmd_cv)
 

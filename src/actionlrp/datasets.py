@@ -35,6 +35,7 @@ __all__ = [
     "folder_dataset",
     "group_kfold",
     "hmdb51_split",
+    "leave_one_group_out",
     "load_split",
     "read_groups",
     "train_test_split_folders",
@@ -466,7 +467,8 @@ def _normalise_key(name: str) -> str:
 
 
 def read_groups(csv_path: str | os.PathLike) -> dict[str, str]:
-    """The source video of each clip, from a CSV with the columns ``clip`` and ``source_video``.
+    """The group of each clip, from a CSV with the columns ``clip`` and ``source_video`` (or
+    ``group``: the name of the group, e.g. a recorded sequence).
 
     Other columns (``label`` …) are ignored. ``clip`` may be a file name (``fi001.mp4``) or a
     path relative to the dataset folder (``fight/fi001.mp4``); `group_kfold` matches it either
@@ -493,22 +495,23 @@ def read_groups(csv_path: str | os.PathLike) -> dict[str, str]:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             header = [h.strip() for h in reader.fieldnames or []]
-            if "clip" not in header or "source_video" not in header:
+            column = "source_video" if "source_video" in header else "group"
+            if "clip" not in header or column not in header:
                 raise DatasetError(
-                    f"{path}: the header must name the columns clip and source_video, got "
-                    f"{','.join(header) or 'nothing'}"
+                    f"{path}: the header must name the columns clip and source_video (or group), "
+                    f"got {','.join(header) or 'nothing'}"
                 )
             reader.fieldnames = header
             for row in reader:
                 clip = _normalise_key(row.get("clip") or "")
-                group = (row.get("source_video") or "").strip()
+                group = (row.get(column) or "").strip()
                 if not clip:
                     raise DatasetError(f"{path}:{reader.line_num}: empty clip")
                 if not group:
                     continue
                 if groups.setdefault(clip, group) != group:
                     raise DatasetError(
-                        f"{path}:{reader.line_num}: {clip} is listed with two source videos, "
+                        f"{path}:{reader.line_num}: {clip} is listed with two groups, "
                         f"{groups[clip]} and {group}"
                     )
     except UnicodeDecodeError:
@@ -596,28 +599,7 @@ def group_kfold(
     clips = list(clips)
     if isinstance(n_folds, bool) or not isinstance(n_folds, int | np.integer) or n_folds < 2:
         raise ValueError(f"n_folds must be an integer ≥ 2, got {n_folds!r}")
-    if not clips:
-        raise ValueError("clips is empty: nothing to cross-validate")
-    lookup = _GroupLookup(groups) if groups else None
-    ids, unmatched = [], []
-    for clip in clips:
-        group = lookup.find(clip.path) if lookup else None
-        if lookup and group is None:
-            unmatched.append(clip.path)
-        if group is None and clip.group is not None:
-            group = clip.group
-        ids.append(f"group:{group}" if group is not None else f"clip:{clip.path}")
-    if lookup and unmatched:
-        if len(unmatched) == len(clips):
-            raise DatasetError(
-                f"{unmatched[0]}: the groups match none of the {len(clips)} clips; their clip "
-                "column must hold file names or paths relative to the dataset folder"
-            )
-        warnings.warn(
-            f"{unmatched[0]}: no entry in the groups ({len(unmatched)} of {len(clips)} clips have "
-            "none); each such clip is a group of its own",
-            stacklevel=2,
-        )
+    ids = _group_ids(clips, groups)
     n_groups = len(set(ids))
     if n_groups < n_folds:
         raise DatasetError(
@@ -638,3 +620,73 @@ def group_kfold(
             )
         splits.append(Split(tuple(clips[j] for j in train), tuple(clips[j] for j in test)))
     return splits
+
+
+def leave_one_group_out(
+    clips: Sequence[Clip], groups: Mapping[str, str] | None = None
+) -> list[Split]:
+    """Each group held out in turn: the protocol of datasets recorded as sequences.
+
+    A clip's group is found as in `group_kfold`. UT-Interaction, for one, has 10 sequences per
+    set, each the test set of one fold.
+
+    Parameters
+    ----------
+    clips : sequence of Clip
+    groups : mapping, optional
+        ``{clip: group}`` from `read_groups`.
+
+    Returns
+    -------
+    list of Split
+        One split per group, in the order of the group names; clips keep their input order.
+
+    Raises
+    ------
+    DatasetError
+        Fewer than 2 groups, or ``groups`` matching none of the clips.
+    ValueError
+        No clips.
+    """
+    clips = list(clips)
+    ids = _group_ids(clips, groups)
+    names = sorted(set(ids))
+    if len(names) < 2:
+        raise DatasetError(
+            f"{clips[0].path.parent}: {len(names)} group among {len(clips)} clips; leaving one "
+            "out needs at least 2"
+        )
+    return [
+        Split(
+            tuple(c for c, i in zip(clips, ids, strict=True) if i != name),
+            tuple(c for c, i in zip(clips, ids, strict=True) if i == name),
+        )
+        for name in names
+    ]
+
+
+def _group_ids(clips: list[Clip], groups: Mapping[str, str] | None) -> list[str]:
+    """Each clip's group: its entry in ``groups``, else ``Clip.group``, else the clip alone."""
+    if not clips:
+        raise ValueError("clips is empty: nothing to cross-validate")
+    lookup = _GroupLookup(groups) if groups else None
+    ids, unmatched = [], []
+    for clip in clips:
+        group = lookup.find(clip.path) if lookup else None
+        if lookup and group is None:
+            unmatched.append(clip.path)
+        if group is None and clip.group is not None:
+            group = clip.group
+        ids.append(f"group:{group}" if group is not None else f"clip:{clip.path}")
+    if lookup and unmatched:
+        if len(unmatched) == len(clips):
+            raise DatasetError(
+                f"{unmatched[0]}: the groups match none of the {len(clips)} clips; their clip "
+                "column must hold file names or paths relative to the dataset folder"
+            )
+        warnings.warn(
+            f"{unmatched[0]}: no entry in the groups ({len(unmatched)} of {len(clips)} clips have "
+            "none); each such clip is a group of its own",
+            stacklevel=3,
+        )
+    return ids

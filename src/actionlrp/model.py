@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from actionlrp import __version__
+from actionlrp import __version__, datasets
 from actionlrp.classifier import LinearClassifier, evaluate_scores
 from actionlrp.datasets import Clip, group_kfold, hmdb51_split
 from actionlrp.descriptors import DescriptorParams, LocalDescriptors
@@ -423,15 +423,27 @@ def _evaluate(
 
 
 def cross_validate(
-    clips: Sequence[Clip], n_folds: int = 5, groups: dict[str, str] | None = None, **params
+    clips: Sequence[Clip],
+    n_folds: int = 5,
+    groups: dict[str, str] | None = None,
+    leave_one_group_out: bool = False,
+    **params,
 ) -> dict:
     """Group-aware stratified k-fold cross-validation; descriptors are extracted once.
 
-    Returns the mean ``accuracy``, ``mean_ap`` and ``per_class_ap`` over folds, ``n_clips``,
-    ``n_failed``, ``extraction_seconds`` and ``folds`` (each fold's own report).
+    With ``leave_one_group_out`` each group is the test set of one fold (``n_folds`` is then
+    the number of groups), the protocol of datasets recorded as sequences (UT-Interaction).
+
+    Returns the mean ``accuracy`` (and its ``accuracy_std`` over folds), ``mean_ap`` and
+    ``per_class_ap`` over folds, ``n_clips``, ``n_failed``, ``extraction_seconds`` and ``folds``
+    (each fold's own report, with its ``test_groups`` under leave-one-group-out).
     """
     clips = list(clips)
-    folds = group_kfold(clips, n_folds=n_folds, groups=groups, seed=params.get("random_state", 0))
+    if leave_one_group_out:
+        folds = datasets.leave_one_group_out(clips, groups)
+    else:
+        seed = params.get("random_state", 0)
+        folds = group_kfold(clips, n_folds=n_folds, groups=groups, seed=seed)
     result = ActionModel(**params).extract([c.path for c in clips])
     descriptors = dict(zip((c.path for c in clips), result.descriptors, strict=True))
     reports = []
@@ -447,14 +459,20 @@ def cross_validate(
         values = [r["per_class_ap"][c] for r in reports if r["per_class_ap"].get(c) is not None]
         per_class[c] = float(np.mean(values)) if values else None
     keys = ("accuracy", "mean_ap", "per_class_ap", "n_clips", "n_failed")
+    fold_reports = [{k: r[k] for k in keys} for r in reports]
+    if leave_one_group_out:
+        lookup = datasets._group_ids
+        for report, split in zip(fold_reports, folds, strict=True):
+            report["test_group"] = lookup(list(split.test), groups)[0].split(":", 1)[1]
     return {
         "accuracy": float(np.mean([r["accuracy"] for r in reports])),
+        "accuracy_std": float(np.std([r["accuracy"] for r in reports])),
         "mean_ap": float(np.mean([r["mean_ap"] for r in reports])),
         "per_class_ap": per_class,
         "n_clips": len(clips),
         "n_failed": len(result.failures),
         "failed": [m for _, m in result.failures],
-        "folds": [{k: r[k] for k in keys} for r in reports],
+        "folds": fold_reports,
         "extraction_seconds": round(result.seconds, 3),
     }
 

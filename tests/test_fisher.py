@@ -392,3 +392,21 @@ def test_real_clip_encodes_and_conserves_relevance(clip_dir):
         eps_abs = epsilon * np.abs(psi).mean()
         kept = float(np.sum(r3 * eps_abs * sign / (psi + eps_abs * sign)))
         assert math.isclose(absorbed, kept, rel_tol=1e-6, abs_tol=1e-9 * np.abs(r3).sum())
+
+
+def test_em_stopping_at_max_iter_is_recorded_not_warned_raw(clips):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from actionlrp.fisher import unconverged_note
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder = FisherEncoder(n_components=4, max_iter=1, max_samples=2000).fit(clips)
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert set(encoder.converged_) == set(FEATURE_TYPES)
+    assert not any(encoder.converged_.values())  # one EM step cannot settle
+    note = unconverged_note([f for f, ok in encoder.converged_.items() if not ok], 1)
+    assert note.startswith("note: the GMM of hof, mbhx, mbhy stopped at max_iter = 1")
+    assert unconverged_note([], 100) is None

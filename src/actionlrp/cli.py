@@ -79,6 +79,14 @@ def _report_failures(failed: Sequence[str]) -> None:
         print(f"actionlrp: skipped {message}", file=sys.stderr)
 
 
+def _say_unconverged(types: Sequence[str], max_iter: int) -> None:
+    from actionlrp.fisher import unconverged_note
+
+    note = unconverged_note(types, max_iter)
+    if note:
+        print(f"actionlrp: {note}", file=sys.stderr)
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from actionlrp.builtin import make_dataset
 
@@ -113,6 +121,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = model.save(args.out)
     failed = [message for _, message in model.failures_]
     _report_failures(failed)
+    encoder = model.encoder_
+    _say_unconverged([f for f, ok in encoder.converged_.items() if not ok], encoder.max_iter)
     result = {
         "model": str(out),
         "classes": [str(c) for c in model.classes_],
@@ -153,6 +163,7 @@ def _matrix(rows: list[list[int]], classes: list[str]) -> str:
 
 def cmd_cv(args: argparse.Namespace) -> int:
     from actionlrp.datasets import folder_dataset, read_groups
+    from actionlrp.fisher import FisherEncoder
     from actionlrp.model import cross_validate
 
     start = time.perf_counter()
@@ -168,6 +179,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
         **_model_params(args),
     )
     _report_failures(report.pop("failed"))
+    _say_unconverged(report["gmm_unconverged"], FisherEncoder().max_iter)
     report["seconds"] = round(time.perf_counter() - start, 3)
     _print(report, args.json)
     return _exit_code(report["n_failed"], report["n_clips"])

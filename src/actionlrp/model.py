@@ -446,7 +446,7 @@ def cross_validate(
         folds = group_kfold(clips, n_folds=n_folds, groups=groups, seed=seed)
     result = ActionModel(**params).extract([c.path for c in clips])
     descriptors = dict(zip((c.path for c in clips), result.descriptors, strict=True))
-    reports = []
+    reports, unconverged = [], set()
     for split in folds:
         train = [c for c in split.train if descriptors[c.path] is not None]
         fold_model = ActionModel(**params).fit_descriptors(
@@ -454,6 +454,7 @@ def cross_validate(
         )
         test_descriptors = [descriptors[c.path] for c in split.test]
         reports.append(_evaluate(fold_model, split.test, test_descriptors, []))
+        unconverged |= {f for f, ok in fold_model.encoder_.converged_.items() if not ok}
     per_class = {}
     for c in sorted({c.label for c in clips}):
         values = [r["per_class_ap"][c] for r in reports if r["per_class_ap"].get(c) is not None]
@@ -473,6 +474,7 @@ def cross_validate(
         "n_failed": len(result.failures),
         "failed": [m for _, m in result.failures],
         "folds": fold_reports,
+        "gmm_unconverged": sorted(unconverged),
         "extraction_seconds": round(result.seconds, 3),
     }
 

@@ -69,9 +69,9 @@ def relevance(
     if not rule.per_bin:
         r2, _ = epsilon_relevance(encoder, desc, r3, rule.epsilon, **common)
         return r2
-    reference = index = None
+    reference = root = None
     if rule.root == "still":
-        reference, index = still_reference(forward.field, desc, forward.params)
+        reference, root = _still_root(encoder, forward)
     out = None
     if forward.scratch is not None:
         out = {
@@ -84,7 +84,8 @@ def relevance(
         r3,
         rule.epsilon,
         reference=reference,
-        reference_index=index,
+        reference_index=None if root is None else root[0],
+        root=root,
         out=out,
         pca_epsilon=rule.pca_epsilon,
         pca_scale=rule.pca_scale,
@@ -270,6 +271,7 @@ def bin_relevance(
     pca_epsilon: float | None = None,
     pca_scale: str = "layer",
     pca_rule: str = "epsilon",
+    root: tuple | None = None,
 ) -> tuple[dict[str, np.ndarray], float]:
     """R(2) of every input dimension of every descriptor: the ε-rule, one dimension finer.
 
@@ -309,6 +311,8 @@ def bin_relevance(
     pca_rule : {"epsilon", "alpha-beta"}
         The PCA layer by the ε-rule above, or by the α1β0 rule about the sign of each x′_li
         (`_alpha_beta`: exactly conservative, no ε).
+    root : tuple, optional
+        `_roots` of ``reference`` if already derived.
 
     Returns
     -------
@@ -325,7 +329,7 @@ def bin_relevance(
     if reference is None:
         a = _stabilised_weights(r3, epsilon, epsilon_unit, psi, live)
     else:
-        index, roots, psi_ref = _roots(encoder, reference, reference_index, n)
+        index, roots, psi_ref = root or _roots(encoder, reference, reference_index, n)
         a = _stabilised_weights(r3, epsilon, epsilon_unit, psi - psi_ref, live)
     r2 = {}
     with _workspace() as work:
@@ -374,6 +378,16 @@ def _roots(
     return index, roots, psi_ref
 
 
+def _still_root(encoder: FisherEncoder, forward: Forward) -> tuple[LocalDescriptors, tuple]:
+    """The motionless cubes of a clip (`still_reference`) and their `_roots`, derived once per
+    forward pass."""
+    if "still root" not in forward.memo:
+        desc = forward.descriptors
+        reference, index = still_reference(forward.field, desc, forward.params)
+        forward.memo["still root"] = (reference, _roots(encoder, reference, index, len(desc)))
+    return forward.memo["still root"]
+
+
 def kept_shares(encoder: FisherEncoder, forward: Forward, rule: Rule) -> np.ndarray:
     """The share of each dimension's R(3) that the Fisher layer keeps (does not pass on).
 
@@ -389,8 +403,7 @@ def kept_shares(encoder: FisherEncoder, forward: Forward, rule: Rule) -> np.ndar
     """
     psi = forward.fisher.psi
     if rule.root == "still":
-        reference, index = still_reference(forward.field, forward.descriptors, forward.params)
-        psi = psi - _roots(encoder, reference, index, len(forward.descriptors))[2]
+        psi = psi - _still_root(encoder, forward)[1][2]
     ones = np.ones_like(psi)
     passed = _stabilised_weights(ones, rule.epsilon, rule.epsilon_unit, psi, forward.live) * psi
     return np.where(passed != 0, 1.0 - passed, 1.0)

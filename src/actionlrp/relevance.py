@@ -17,6 +17,7 @@ How each layer hands relevance down is a `Rule` (`actionlrp.rules`), one value f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ class Forward:
     scratch : _Workspace or None
         Scratch arrays lent to the walk: the layers' intermediate relevance lives there (apart
         from ``work``, so that each stays within what a workspace keeps between clips).
+    memo : dict
+        What more than one step derives from the forward pass, derived once (the still root).
     """
 
     field: MotionField
@@ -77,6 +80,7 @@ class Forward:
     video: Path | None = None
     work: _Workspace | None = None
     scratch: _Workspace | None = None
+    memo: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import actionlrp  # noqa: F401  before numpy: OpenBLAS is loaded as the command 
 # isort: split
 import argparse
 import dataclasses
-import os
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from actionlrp.builtin import make_action_clip
-from actionlrp.datasets import folder_dataset, group_kfold, load_split, read_groups
+from actionlrp.datasets import load_split
 from actionlrp.descriptors import describe
 from actionlrp.model import ActionModel
 from actionlrp.motion import motion_field
@@ -41,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_folds import FOLDS, folds  # noqa: E402
 
 REGION_PX, REGION_FRAMES = 16, 5
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def regions(shape: tuple[int, int, int], cell: int) -> np.ndarray:
@@ -181,21 +179,9 @@ def print_aopc(name: str, rows: list[dict[str, float]], steps: int) -> None:
         )
 
 
-def fight_fold(n: int, model_path: str) -> tuple[ActionModel, list]:
-    """A model (defaults) trained on fold 1 of fight-dev's group 5-fold CV, and the ``n``
-    smallest test clips of that fold (each source video on one side only)."""
-    shared = Path(os.environ.get("ACTIONLRP_SHARED_DATA", ROOT.parent / "shared" / "data"))
-    root = shared / "fight-dev"
-    clips = folder_dataset(root)
-    fold = group_kfold(clips, 5, read_groups(root / "groups.csv"), seed=0)[0]
-    if Path(model_path).is_file():
-        model = ActionModel.load(model_path)
-    else:
-        model = ActionModel(progress=False, cache_dir=ROOT / "out" / "fight_cache")
-        model.fit([c.path for c in fold.train], [c.label for c in fold.train])
-        model.save(model_path)
-    chosen = sorted(fold.test, key=lambda c: c.path.stat().st_size)[:n]
-    return model, chosen
+def smallest(clips: list, n: int) -> list:
+    """The ``n`` smallest clips (by file size): the quickest to perturb step by step."""
+    return sorted(clips, key=lambda c: c.path.stat().st_size)[:n]
 
 
 def main() -> int:
@@ -207,9 +193,6 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=12, help="test clips to perturb")
     parser.add_argument(
         "--fight", type=int, default=0, help="also N held-out fight-dev clips (group fold 1 of 5)"
-    )
-    parser.add_argument(
-        "--fight-model", default="out/fight_fold1.npz", help="trained there if missing"
     )
     parser.add_argument("--fight-fraction", type=float, default=0.1)
     parser.add_argument("--skip-builtin", action="store_true", help="fight-dev and speed only")
@@ -230,7 +213,8 @@ def main() -> int:
     clips = list(split.test)[:: max(1, len(split.test) // args.clips)][: args.clips]
     sets = [] if args.skip_builtin else [("built-in", model, clips)]
     if args.fight:
-        sets.append(("fight-dev", *fight_fold(args.fight, args.fight_model)))
+        _, fold_model, held_out = next(folds("fight-dev", only=1))  # group fold 1 of 5
+        sets.append(("fight-dev", fold_model, smallest(held_out, args.fight)))
     eps = None if args.epsilon is None else tuple(args.epsilon)
     for name, m, chosen in sets:
         fraction = args.fight_fraction if name == "fight-dev" else args.fraction
@@ -242,7 +226,7 @@ def main() -> int:
             rows = [
                 aopc_for_clip(m, c.path, args.steps, rng, eps, args.fight_fraction, True, seconds)
                 for _, m, test in folds(name)
-                for c in sorted(test, key=lambda c: c.path.stat().st_size)[: args.per_fold]
+                for c in smallest(test, args.per_fold)
             ]
             print_aopc(f"{name} (held out, {args.per_fold} smallest per fold)", rows, args.steps)
             times = {k: float(np.median(v)) for k, v in seconds.items()}

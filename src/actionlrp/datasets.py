@@ -85,10 +85,13 @@ class Split:
     Attributes
     ----------
     train, test : tuple of Clip
+    test_group : str or None
+        The group the test clips are, where one group is held out (`leave_one_group_out`).
     """
 
     train: tuple[Clip, ...]
     test: tuple[Clip, ...]
+    test_group: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train", tuple(self.train))
@@ -660,6 +663,7 @@ def leave_one_group_out(
         Split(
             tuple(c for c, i in zip(clips, ids, strict=True) if i != name),
             tuple(c for c, i in zip(clips, ids, strict=True) if i == name),
+            name.split(":", 1)[1],
         )
         for name in names
     ]

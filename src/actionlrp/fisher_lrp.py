@@ -429,7 +429,7 @@ def _input_block(
     d = encoder.dims_[f]
     pqc = np.concatenate(_relevance_terms(encoder, f, a, n), axis=1)  # (K, 3d)
     pca = f in encoder.pca_components_
-    signs = None
+    alpha_beta = None  # W and |W| when the PCA layer goes by the α1β0 rule
     if reference is None:
         index = np.zeros(n, np.intp)
         ref_value, ref_stacked = np.zeros((1, d)), np.zeros((1, 2 * d))
@@ -449,7 +449,7 @@ def _input_block(
             shift = -ref_stacked[:, :d]
         value, unit, scale, pca_rule = epsilon
         if pca_rule == "alpha-beta":
-            signs = (components, np.abs(components))
+            alpha_beta = (components, np.abs(components))
         elif unit == "absolute":
             eps_abs = np.full(d, float(value))
         else:
@@ -470,14 +470,14 @@ def _input_block(
         stop = start + len(gamma)
         rows = index[start:stop]
         g = np.matmul(gamma, pqc, out=work.array("fv g", (len(gamma), 3 * d), np.float64))
-        if signs is not None:
+        if alpha_beta is not None:
             # design §5.4: R_lj = Σ_i [W_ij δ_lj]_σ R(2)_li / Σ_j′ [W_ij′ δ_lj′]_σ, σ = sign x′_li
             value = work.array("fv ratio", (len(gamma), d), np.float64)
             _dimension_terms(stacked, g, ref_value, rows, False, shift, np.zeros(d), value)
             projected = work.array("ab x′", (len(gamma), d), np.float64)
             np.add(stacked[:, :d], shift[rows], out=projected)  # W (x − origin)
             x = desc.features[f][start:stop]
-            _alpha_beta(value, x, origins, rows, projected, signs, work, out[start:stop])
+            _alpha_beta(value, x, origins, rows, projected, alpha_beta, work, out[start:stop])
         elif pca:
             # design §5.4: R_lj = (x_lj − o_j) Σ_i W_ij R(2)_li / (x′_li + ε′ sign x′_li)
             ratio = work.array("fv ratio", (len(gamma), d), np.float64)

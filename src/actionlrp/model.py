@@ -436,7 +436,7 @@ def cross_validate(
 
     Returns the mean ``accuracy`` (and its ``accuracy_std`` over folds), ``mean_ap`` and
     ``per_class_ap`` over folds, ``n_clips``, ``n_failed``, ``extraction_seconds`` and ``folds``
-    (each fold's own report, with its ``test_groups`` under leave-one-group-out).
+    (each fold's own report, with its ``test_group`` under leave-one-group-out).
     """
     clips = list(clips)
     if leave_one_group_out:
@@ -462,9 +462,8 @@ def cross_validate(
     keys = ("accuracy", "mean_ap", "per_class_ap", "n_clips", "n_failed")
     fold_reports = [{k: r[k] for k in keys} for r in reports]
     if leave_one_group_out:
-        lookup = datasets._group_ids
         for report, split in zip(fold_reports, folds, strict=True):
-            report["test_group"] = lookup(list(split.test), groups)[0].split(":", 1)[1]
+            report["test_group"] = split.test_group
     return {
         "accuracy": float(np.mean([r["accuracy"] for r in reports])),
         "accuracy_std": float(np.std([r["accuracy"] for r in reports])),

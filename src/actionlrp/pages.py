@@ -26,7 +26,7 @@ from actionlrp.relevance import Explanation
 from actionlrp.render import (
     FEATURE_NAMES,
     _decode_frames,
-    _limit,
+    colour_limit,
     frame_times,
     overlay_at_width,
     plot_feature_heatmaps,
@@ -500,7 +500,7 @@ def write_report(
     heading, heading_text = _heading(explanation)
     chart, chart_data = frame_chart_svg(explanation, interval, top=len(top))
     start = chart_data["start"]
-    limit = _limit(explanation.relevance_voxels)
+    limit = colour_limit(explanation.relevance_voxels)
     blank = np.full((field.height, field.width, 3), 128, np.uint8)
 
     def frame_image(t: int, heat: np.ndarray, lim: float) -> str:
@@ -517,7 +517,7 @@ def write_report(
     )
     by_feature = explanation.relevance_voxels_by_feature
     best = top[0] if top else 0
-    feature_limit = max(_limit(m[best]) for m in by_feature.values()) if by_feature else 1.0
+    feature_limit = max(colour_limit(m[best]) for m in by_feature.values()) if by_feature else 1.0
     feature_figures = "".join(
         f'<figure><img alt="{FEATURE_NAMES.get(f, f)} on frame {best}" '
         f'src="{frame_image(best, m[best], feature_limit)}">'

@@ -47,7 +47,7 @@ def diverging_colours(values: np.ndarray, limit: float) -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
-def _limit(relevance: np.ndarray) -> float:
+def colour_limit(relevance: np.ndarray) -> float:
     """Symmetric colour limit: the 99.5th percentile of |R| (robust to a few extreme voxels)."""
     magnitude = np.abs(relevance)
     return float(np.percentile(magnitude, 99.5)) if magnitude.any() else 1.0
@@ -128,7 +128,7 @@ def write_heatmap_video(
     out = Path(out)
     tmp = out.with_name(f".{out.name}.part.mp4")
     r1 = explanation.relevance_voxels
-    limit = _limit(r1)
+    limit = colour_limit(r1)
     width, height = field.width - field.width % 2, field.height - field.height % 2
     # Frame t plays at the field's timestamp t (from the first), the time the report seeks to.
     pts = np.rint(frame_times(field, r1.shape[0])[0] * _TICKS).astype(np.int64)
@@ -282,7 +282,7 @@ def plot_top_frames(
     top = [int(t) for t in explanation.top_frames(k)]
     if frames is None or not set(top) <= set(frames):
         frames = _decode_frames(video, set(top))
-    limit = _limit(explanation.relevance_voxels)
+    limit = colour_limit(explanation.relevance_voxels)
     panels = [
         (
             frames.get(t),
@@ -322,7 +322,7 @@ def plot_feature_heatmaps(
     t = int(explanation.top_frames(1)[0]) if frame is None else frame
     rgb = frames[t] if frames is not None and t in frames else _decode_frames(video, {t}).get(t)
     maps = explanation.relevance_voxels_by_feature
-    limit = max(_limit(m[t]) for m in maps.values())
+    limit = max(colour_limit(m[t]) for m in maps.values())
     panels = [(rgb, m[t], limit, f"{FEATURE_NAMES.get(f, f)}, frame {t}") for f, m in maps.items()]
     return _overlay_row(panels, cell, out)
 

@@ -20,7 +20,7 @@ from actionlrp.errors import ActionLRPError, EmptyClipError
 from actionlrp.model import ActionModel
 from actionlrp.pages import write_dataset_page, write_report
 from actionlrp.relevance import OTHER, Explanation
-from actionlrp.render import FEATURE_NAMES, _limit, plot_best_frames, plot_class_shares
+from actionlrp.render import FEATURE_NAMES, colour_limit, plot_best_frames, plot_class_shares
 from actionlrp.rules import Rule, get_rule
 
 #: How `explain_video` explains: LRP, or the occlusion baseline.
@@ -123,7 +123,7 @@ def explain_dataset(
         if e.class_name == clip.label:
             for f, v in e.feature_relevance.items():
                 shares[clip.label][f] += v
-            limit = _limit(e.relevance_voxels)
+            limit = colour_limit(e.relevance_voxels)
             for t in e.top_frames(3):
                 heat = e.relevance_voxels[t].copy()
                 best_frames[clip.label].append(

@@ -100,12 +100,6 @@ class Rule:
         spreading needs it, and so does the still root (its PCA layer works per input bin)."""
         return self.histogram == "bins" or self.root == "still"
 
-    def epsilon_of(self, magnitudes_mean: float) -> float:
-        """ε in the units of a layer whose inputs have mean absolute value ``magnitudes_mean``."""
-        if self.epsilon_unit == "absolute":
-            return float(self.epsilon)
-        return float(self.epsilon) * float(magnitudes_mean)
-
     def summary(self) -> dict:
         """The rule as JSON-ready numbers and names (``summary.json``)."""
         return {

@@ -109,13 +109,80 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_extract(args: argparse.Namespace) -> int:
     from actionlrp.datasets import load_split
+    from actionlrp.descriptors import DescriptorParams
+    from actionlrp.extraction import extract_to_store
+    from actionlrp.store import ExtractionSpec, FeatureStore
+
+    start = time.perf_counter()
+    split = load_split(args.data)
+    clips = split.train + split.test
+    params = DescriptorParams(max_width=args.max_width)
+    spec = ExtractionSpec(args.motion, args.cell, params, args.transcode)
+    store = FeatureStore.create(args.out, args.data, spec)
+    run = extract_to_store(
+        clips, store, n_jobs=args.workers, scheduler=args.scheduler, progress=not args.json
+    )
+    _report_failures([message for _, message in run.failures])
+    result = {
+        "store": str(run.store),
+        "n_clips": run.n_clips,
+        "n_written": run.n_written,
+        "n_skipped": run.n_skipped,
+        "n_failed": len(run.failures),
+        "worker_peak_mb": round(run.worker_peak_mb, 1),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    _print(result, args.json)
+    return _exit_code(len(run.failures), len(clips))
+
+
+def _store(args: argparse.Namespace):
+    """The feature store DATA names, or None when DATA is a dataset folder."""
+    from actionlrp.store import FeatureStore
+
+    if not FeatureStore.is_store(args.data):
+        if getattr(args, "scheduler", None):
+            raise ActionLRPError(
+                f"{args.data}: --scheduler needs a feature store; make one with actionlrp "
+                f"extract {args.data} --out STORE --scheduler {args.scheduler}"
+            )
+        return None
+    return FeatureStore.open(args.data)
+
+
+def _split(args: argparse.Namespace, store):
+    from actionlrp.datasets import load_split
+
+    if store is not None:
+        return store.split(args.layout, args.splits, args.split)
+    return load_split(args.data, layout=args.layout, splits_dir=args.splits, split=args.split)
+
+
+def _store_params(args: argparse.Namespace, store) -> dict:
+    """`_model_params`, with a store's extraction parameters and the store itself."""
+    params = _model_params(args)
+    if store is not None:
+        spec = store.spec
+        params.update(
+            motion=spec.motion,
+            cell=spec.cell,
+            descriptor_params=spec.params,
+            transcode=spec.transcode,
+            store=store,
+            scheduler=args.scheduler,
+        )
+    return params
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from actionlrp.model import ActionModel
 
     start = time.perf_counter()
-    split = load_split(args.data, layout=args.layout, splits_dir=args.splits, split=args.split)
-    model = ActionModel(**_model_params(args)).fit(
+    store = _store(args)
+    split = _split(args, store)
+    model = ActionModel(**_store_params(args, store)).fit(
         [c.path for c in split.train], [c.label for c in split.train]
     )
     out = model.save(args.out)
@@ -136,13 +203,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from actionlrp.datasets import load_split
     from actionlrp.model import ActionModel, evaluate_clips
 
     start = time.perf_counter()
     model = ActionModel.load(args.model)
     model.n_jobs, model.cache_dir, model.progress = args.jobs, args.cache, not args.json
-    split = load_split(args.data, layout=args.layout, splits_dir=args.splits, split=args.split)
+    store = _store(args)
+    model.store, model.scheduler = store, args.scheduler
+    split = _split(args, store)
     clips = split.test or split.train
     report = evaluate_clips(model, clips)
     _report_failures(report.pop("failed"))
@@ -167,7 +235,12 @@ def cmd_cv(args: argparse.Namespace) -> int:
     from actionlrp.model import cross_validate
 
     start = time.perf_counter()
-    clips = folder_dataset(args.data)
+    store = _store(args)
+    if store is not None:
+        split = store.split()
+        clips = list(split.train + split.test)
+    else:
+        clips = folder_dataset(args.data)
     if args.leave_one_group_out and not args.groups:
         raise ActionLRPError("--leave-one-group-out needs --groups CSV (clip and its group)")
     groups = read_groups(args.groups) if args.groups else None
@@ -176,7 +249,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
         n_folds=args.folds,
         groups=groups,
         leave_one_group_out=args.leave_one_group_out,
-        **_model_params(args),
+        **_store_params(args, store),
     )
     _report_failures(report.pop("failed"))
     _say_unconverged(report["gmm_unconverged"], FisherEncoder().max_iter)
@@ -186,17 +259,20 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from actionlrp.model import ActionModel
+    from actionlrp.model import EMPTY_CLIP, ActionModel
 
     model = ActionModel.load(args.model)
     model.n_jobs, model.cache_dir, model.progress = args.jobs, args.cache, not args.json
     result = model.extract(args.videos)
     failed = dict((str(p), m) for p, m in result.failures)
-    kept = [d for d in result.descriptors if d is not None]
+    for video, desc in zip(args.videos, result.descriptors, strict=True):
+        if desc is not None and not len(desc):
+            failed[str(Path(video))] = f"{video}: {EMPTY_CLIP}"
+    kept = [d for d in result.descriptors if d is not None and len(d)]
     scores = model.decision_function_descriptors(kept) if kept else np.zeros((0, 0))
     clips, row = [], 0
     for video, desc in zip(args.videos, result.descriptors, strict=True):
-        if desc is None:
+        if desc is None or not len(desc):
             clips.append({"video": video, "error": failed.get(str(Path(video)), "failed")})
             continue
         per_class = {
@@ -262,14 +338,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_explain_dataset(args: argparse.Namespace) -> int:
-    from actionlrp.datasets import load_split
     from actionlrp.model import ActionModel
     from actionlrp.report import explain_dataset
 
     start = time.perf_counter()
     rule = _rule(args)
     model = ActionModel.load(args.model)
-    split = load_split(args.data, layout=args.layout, splits_dir=args.splits, split=args.split)
+    split = _split(args, _store(args))
     clips = split.test or split.train
     report = explain_dataset(
         model,
@@ -353,6 +428,15 @@ def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+def _add_scheduler_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a Dask scheduler (tcp://HOST:8786): its workers extract (extract) or "
+        "encode a store's clips (train, evaluate, cv); default local processes",
+    )
+
+
 def _add_layout_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=("folders", "hmdb51", "ucf101"), default="folders")
     p.add_argument("--splits", default=None, help="folder of the official split files")
@@ -406,22 +490,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_synth)
 
+    p = sub.add_parser("extract", help="write every clip's descriptors into a feature store")
+    p.add_argument("data", help="dataset folder (ROOT/<class>/<clip>, or ROOT/train and ROOT/test)")
+    p.add_argument("--out", required=True, help="the store's folder (made, or resumed)")
+    p.add_argument("--motion", choices=("mv", "flow"), default="mv", help="motion source")
+    p.add_argument("--cell", type=int, default=8, help="grid cell size in px (default 8)")
+    p.add_argument(
+        "--max-width",
+        type=int,
+        default=None,
+        help="describe wider videos at 1/f of their size (e.g. 320; default: native)",
+    )
+    p.add_argument("--transcode", action="store_true", help="re-encode codecs without vectors")
+    p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
+    _add_scheduler_option(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_extract)
+
     p = sub.add_parser("train", help="train a model on a dataset's training clips")
-    p.add_argument("data", help="dataset folder")
+    p.add_argument("data", help="dataset folder, or a feature store (actionlrp extract)")
     p.add_argument("--out", required=True, help="model file to write (.npz)")
     _add_layout_options(p)
     _add_model_options(p)
+    _add_scheduler_option(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, mean AP, per-class AP, confusion matrix")
-    p.add_argument("data", help="dataset folder (its test split)")
+    p.add_argument("data", help="dataset folder (its test split), or a feature store")
     p.add_argument("--model", required=True)
     _add_layout_options(p)
     _add_model_options(p, motion=False)
+    _add_scheduler_option(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("cv", help="group-aware k-fold cross-validation on a folder dataset")
-    p.add_argument("data", help="dataset folder (ROOT/<class>/<clip>)")
+    p.add_argument("data", help="dataset folder (ROOT/<class>/<clip>), or a feature store")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--groups", default=None, help="CSV clip,label,source_video (or group)")
     p.add_argument(
@@ -430,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold out each group in turn instead of --folds (datasets recorded as sequences)",
     )
     _add_model_options(p)
+    _add_scheduler_option(p)
     p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("predict", help="class and per-class scores of clips")
@@ -463,7 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("explain-dataset", help="explain every test clip; one dataset report")
-    p.add_argument("data", help="dataset folder (its test split)")
+    p.add_argument(
+        "data", help="dataset folder (its test split), or a feature store of it (its clips)"
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True, help="folder for report.html and its parts")
     _add_layout_options(p)

@@ -29,3 +29,7 @@ class EmptyClipError(ActionLRPError):
 
 class UnknownClassError(ActionLRPError, ValueError):
     """A class name the model does not know; the message lists the model's classes."""
+
+
+class StoreError(ActionLRPError):
+    """A feature store is missing, of other parameters, or cannot be written (a full disk)."""

@@ -1,56 +1,66 @@
-"""Descriptors of many clips at once, in worker processes, with a cache on disk.
+"""Descriptors of many clips at once, in worker processes, into a cache or a feature store.
 
 `extract_descriptors` turns a list of clips into their local descriptors (design §1–2):
 ``describe(motion_field(clip), params)`` for each, in worker processes (two by default, both
 cores of a small machine; ``n_jobs=1`` stays in this process), returned in input order.
+`extract_to_store` writes them into a `actionlrp.store.FeatureStore` instead (``actionlrp
+extract``), in local processes or on a Dask cluster, and hands nothing back but a summary.
 
-* Cache: one ``.npz`` entry per clip under ``descriptors/`` of `default_cache_dir`
-  (``$ACTIONLRP_CACHE``, else ``~/.cache/actionlrp``), keyed by the sha256 of the file's content
-  and of everything the descriptors depend on (`CACHE_FORMAT`, the package version, the
-  parameters); a renamed clip keeps its entry, an unreadable entry is recomputed.
-* A clip that cannot be read is listed in ``ExtractionResult.failures`` with its one-line
-  message and never stops the batch.
+* Cache: a `FeatureStore` under ``descriptors/`` of `default_cache_dir` (``$ACTIONLRP_CACHE``,
+  else ``~/.cache/actionlrp``) whose entries are named by their key: the sha256 of the file's
+  content and of everything the descriptors depend on (`ExtractionSpec.key`); a renamed clip
+  keeps its entry, an unreadable entry is recomputed.
+* A clip that cannot be read is listed in ``failures`` with its one-line message and never
+  stops the batch.
 * A worker process that dies (a crash in the decoder, the OOM killer) is replaced by a fresh
   pool; the clip that killed it is re-run alone and reported as failed if it kills it again.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing
 import os
+import resource
 import sys
 import tempfile
 import time
 import warnings
-import zipfile
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from actionlrp import __version__
 from actionlrp.datasets import Clip
-from actionlrp.descriptors import FEATURE_TYPES, DescriptorParams, LocalDescriptors, describe
-from actionlrp.errors import ActionLRPError
+from actionlrp.descriptors import DescriptorParams, LocalDescriptors, describe
+from actionlrp.errors import ActionLRPError, StoreError
 from actionlrp.motion import motion_field
+from actionlrp.store import (
+    ENTRY_FORMAT,
+    ExtractionSpec,
+    FeatureStore,
+    file_sha256,
+    read_entry,
+    write_entry,
+)
 from actionlrp.video import MotionField
 
 __all__ = [
     "CACHE_FORMAT",
     "ExtractionResult",
+    "StoreRun",
     "default_cache_dir",
     "extract_descriptors",
+    "extract_to_store",
 ]
 
-#: Version of the cache entries' content; part of every cache key.
-CACHE_FORMAT = 1
+#: Version of the cache entries' content; part of every key (the store's entry format).
+CACHE_FORMAT = ENTRY_FORMAT
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,9 @@ class ExtractionResult:
 
     Attributes
     ----------
-    descriptors : tuple of LocalDescriptors or None
-        One per input path, in input order; None where the clip failed.
+    descriptors : tuple of LocalDescriptors or None, or StoredDescriptors
+        One per input path, in input order; None where the clip failed. Read from a store
+        (`FeatureStore.read`), a sequence that reads each clip from disk when asked for it.
     n_frames : tuple of int
         Frames T of each clip's motion field; 0 where it failed.
     failures : tuple of (Path, str)
@@ -87,81 +98,6 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "actionlrp"
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _cache_key(content_sha256: str, motion: str, cell: int, params: DescriptorParams) -> str:
-    """sha256 of the clip's content and of everything the descriptors depend on."""
-    spec = {
-        "format": CACHE_FORMAT,
-        "actionlrp": __version__,
-        "content": content_sha256,
-        "motion": motion,
-        "cell": cell,
-        "params": asdict(params),
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-
-
-def _read_entry(
-    path: Path, params: DescriptorParams, transcode: bool
-) -> tuple[LocalDescriptors, int] | None:
-    """An entry written by `_write_entry`, or None when it is absent, corrupt, of another format,
-    or made by re-encoding a clip while ``transcode`` is False."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if int(data["format"]) != CACHE_FORMAT:
-                return None
-            if bool(data["transcoded"]) and not transcode:
-                return None  # recompute, so the clip fails as it would without a cache
-            n_frames = int(data["n_frames"])
-            boxes = data["boxes"]
-            features = {k: data[k] for k in FEATURE_TYPES}
-    except Exception:  # noqa: BLE001 — any unreadable entry is a cache miss
-        return None
-    n = boxes.shape[0] if boxes.ndim == 2 else -1
-    dims = params.dims()
-    ok = boxes.shape == (n, 6) and boxes.dtype == np.int32 and n_frames >= 0
-    ok = ok and all(f.dtype == np.float32 and f.shape == (n, dims[k]) for k, f in features.items())
-    return (LocalDescriptors(features, boxes), n_frames) if ok else None
-
-
-def _write_entry(
-    path: Path, desc: LocalDescriptors, n_frames: int, transcoded: bool, compress: bool
-) -> None:
-    """Write descriptors as an ``.npz`` (arrays only) atomically: temporary file, ``os.replace``.
-
-    ``compress``: deflate at level 1, a third of the size for about the cost of the extraction
-    (level 6, ``np.savez_compressed``'s, costs twice that for 5 % less).
-    """
-    arrays = {
-        "format": np.int64(CACHE_FORMAT),
-        "n_frames": np.int64(n_frames),
-        "transcoded": np.bool_(transcoded),
-        "boxes": desc.boxes,
-        **desc.features,
-    }
-    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}-", suffix=".tmp", dir=path.parent)
-    try:
-        with (
-            os.fdopen(fd, "wb") as f,
-            zipfile.ZipFile(f, "w", method, compresslevel=1 if compress else None) as archive,
-        ):
-            for name, array in arrays.items():
-                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -183,13 +119,24 @@ def _compute(
     return desc, field_.n_frames, "->" in field_.codec, None
 
 
-def _store(desc: LocalDescriptors, n_frames: int, transcoded: bool, cache_file: str) -> str | None:
-    """Write a cache entry; the problem as one line if it cannot be written."""
-    try:
-        _write_entry(Path(cache_file), desc, n_frames, transcoded, compress=True)
-    except OSError as exc:
-        return _one_line(f"{Path(cache_file).parent}: cannot write the cache ({exc})")
-    return None
+@dataclass(frozen=True)
+class _Job:
+    """One clip for a worker: where its entry goes and how its descriptors come back.
+
+    ``entry``: the store's or the cache's entry to write (None: no cache). ``key`` and
+    ``content``: the entry's key and the clip's sha256 where the caller knows them already.
+    ``transfer``: a file to hand the descriptors back through (worker processes). ``strict``:
+    a store's entry: the descriptors are not handed back, and an entry that cannot be written
+    stops the run instead of being a warning.
+    """
+
+    index: int
+    path: str
+    entry: str | None = None
+    key: str | None = None
+    content: str | None = None
+    transfer: str | None = None
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,32 +150,72 @@ class _Outcome:
     n_frames: int = 0
     error: str | None = None
     problem: str | None = None  # the cache could not be written
-    file: str | None = None  # the descriptors: a cache entry or a transfer file
-    inline: LocalDescriptors | None = None  # the descriptors, when no file could be written
+    file: str | None = None  # the descriptors: an entry or a transfer file
+    inline: LocalDescriptors | None = None  # the descriptors, when no file holds them
+    fatal: str | None = None  # a store's entry could not be written: the run stops
+    n_cubes: int = 0
+    key: str | None = None
+    seconds: float = 0.0
+    peak_rss_kb: int = 0
 
 
-def _extract_in_worker(
-    path: str,
-    motion: str,
-    cell: int,
-    params: DescriptorParams,
-    transcode: bool,
-    cache_file: str | None,
-    transfer_file: str,
-) -> _Outcome:
-    desc, n_frames, transcoded, error = _compute(path, motion, cell, params, transcode)
-    if desc is None:
-        return _Outcome(error=error)
-    problem = None
-    if cache_file is not None:
-        problem = _store(desc, n_frames, transcoded, cache_file)
-        if problem is None:
-            return _Outcome(n_frames, file=cache_file)
+def _source(job: _Job, spec: ExtractionSpec) -> dict | None:
+    """The clip's key, sha256, size and modification time; None if it cannot be read."""
     try:
-        _write_entry(Path(transfer_file), desc, n_frames, transcoded, compress=False)
+        stat = os.stat(job.path)
+        content = job.content or file_sha256(job.path)
     except OSError:
-        return _Outcome(n_frames, problem=problem, inline=desc)
-    return _Outcome(n_frames, problem=problem, file=transfer_file)
+        return None  # missing or unreadable: extraction reports it
+    return {
+        "key": job.key or spec.key(content),
+        "content": content,
+        "source_size": stat.st_size,
+        "source_mtime_ns": stat.st_mtime_ns,
+    }
+
+
+def _extract_in_worker(job: _Job, spec: ExtractionSpec) -> _Outcome:
+    """Extract one clip, write its entry, hand back its descriptors or where they are."""
+    start = time.perf_counter()
+    source = _source(job, spec) if job.entry is not None else None
+    desc, n_frames, transcoded, error = _compute(
+        job.path, spec.motion, spec.cell, spec.params, spec.transcode
+    )
+    done = {"n_frames": n_frames, "seconds": time.perf_counter() - start, "peak_rss_kb": _peak()}
+    if desc is None:
+        return _Outcome(error=error, seconds=done["seconds"], peak_rss_kb=done["peak_rss_kb"])
+    done["n_cubes"] = len(desc)
+    problem = None
+    if source is not None:
+        done["key"] = source["key"]
+        try:
+            write_entry(job.entry, desc, n_frames, transcoded, True, source, durable=job.strict)
+        except OSError as exc:
+            if job.strict:
+                return _Outcome(
+                    fatal=_one_line(
+                        f"{job.entry}: cannot write ({exc.strerror or exc}); no partial entry "
+                        "was left: make room and run the same command again to go on"
+                    )
+                )
+            problem = _one_line(
+                f"{Path(job.entry).parent}: cannot write the cache ({exc.strerror or exc})"
+            )
+        else:
+            if job.strict or job.transfer is not None:
+                return _Outcome(file=job.entry, **done)
+    if job.transfer is None:
+        return _Outcome(problem=problem, inline=desc, **done)
+    try:
+        write_entry(job.transfer, desc, n_frames, transcoded, compress=False)
+    except OSError:
+        return _Outcome(problem=problem, inline=desc, **done)
+    return _Outcome(problem=problem, file=job.transfer, **done)
+
+
+def _peak() -> int:
+    """This process's peak resident memory in KiB."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def _check_extraction_args(motion: str, cell: int, params: DescriptorParams, n_jobs: int) -> int:
@@ -264,62 +251,62 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-_Task = tuple[int, str, str | None]  # (index, clip path, cache file or None)
+def _run_in_processes(jobs: list[_Job], n_jobs: int, spec: ExtractionSpec, done) -> None:
+    """Run `_extract_in_worker` on every job in ``n_jobs`` processes; ``done(job, outcome)``.
 
-
-def _run_in_processes(
-    tasks: list[_Task], n_jobs: int, args: tuple, transfer_dir: Path, done
-) -> None:
-    """Run `_extract_in_worker` on every task in ``n_jobs`` processes; ``done(task, outcome)``.
-
-    At most ``n_jobs`` tasks are in flight, so when a worker dies (a crash inside FFmpeg, the
+    At most ``n_jobs`` jobs are in flight, so when a worker dies (a crash inside FFmpeg, the
     OOM killer) the suspects are those few: each is re-run alone in a fresh process, the one
     that kills its process again is reported as failed, and the rest of the batch goes on.
+    An exception raised by ``done`` stops the run once the jobs in flight have finished.
     """
     context = _process_context()
-    queue = deque(tasks)
+    queue = deque(jobs)
 
-    def submit(pool: ProcessPoolExecutor, task: _Task) -> Future:
-        transfer = str(transfer_dir / f"{task[0]}.npz")
-        return pool.submit(_extract_in_worker, task[1], *args, task[2], transfer)
+    def submit(pool: ProcessPoolExecutor, job: _Job) -> Future:
+        return pool.submit(_extract_in_worker, job, spec)
 
     while queue:
-        suspects: list[_Task] = []
+        suspects: list[_Job] = []
         with ProcessPoolExecutor(min(n_jobs, len(queue)), mp_context=context) as pool:
-            running: dict[Future, _Task] = {}
+            running: dict[Future, _Job] = {}
             broken = False
             while queue or running:
                 while queue and len(running) < n_jobs and not broken:
-                    task = queue.popleft()
+                    job = queue.popleft()
                     try:
-                        running[submit(pool, task)] = task
+                        running[submit(pool, job)] = job
                     except BrokenProcessPool:  # a worker died since the last wait
-                        queue.appendleft(task)  # never started: not a suspect
+                        queue.appendleft(job)  # never started: not a suspect
                         broken = True
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    task = running.pop(future)
+                    job = running.pop(future)
                     try:
                         outcome = future.result()
                     except BrokenProcessPool:
-                        suspects.append(task)
+                        suspects.append(job)
                         continue
-                    done(task, outcome)
+                    done(job, outcome)
                 if suspects:
                     suspects.extend(running.values())
                     break
-        for task in sorted(suspects):
+        for job in sorted(suspects, key=lambda j: j.index):
             with ProcessPoolExecutor(1, mp_context=context) as alone:
                 try:
-                    outcome = submit(alone, task).result()
+                    outcome = submit(alone, job).result()
                 except BrokenProcessPool:
-                    outcome = _Outcome(
-                        error=f"{task[1]}: the worker process died while reading this clip (a "
-                        "crash in the decoder?); check the file with ffprobe or re-encode it"
-                    )
-            done(task, outcome)
+                    outcome = _Outcome(error=worker_died(job.path))
+            done(job, outcome)
+
+
+def worker_died(path: str) -> str:
+    """The failure of a clip whose worker process died while reading it."""
+    return (
+        f"{path}: the worker process died while reading this clip (a crash in the decoder?); "
+        "check the file with ffprobe or re-encode it"
+    )
 
 
 def extract_descriptors(
@@ -411,53 +398,54 @@ def extract_descriptors(
         dynamic_ncols=True,
     )
 
-    def done(task: _Task, outcome: _Outcome) -> None:
-        i = task[0]
+    spec = ExtractionSpec(motion, cell, params, transcode)
+    cache_store = None if folder is None else FeatureStore(folder, spec, by="key")
+
+    def done(job: _Job, outcome: _Outcome) -> None:
+        i = job.index
         if outcome.problem:
             problems.append(outcome.problem)
         if outcome.error is not None:
             errors[i] = outcome.error
         elif outcome.file is not None:
-            entry = _read_entry(Path(outcome.file), params, transcode=True)
-            if outcome.file != task[2]:
+            entry = read_entry(outcome.file, params, transcode=True)
+            if outcome.file != job.entry:
                 Path(outcome.file).unlink(missing_ok=True)  # a transfer file, not the cache
             if entry is None:
-                errors[i] = f"{task[1]}: its descriptors could not be read back from {outcome.file}"
+                errors[i] = f"{job.path}: its descriptors could not be read back ({outcome.file})"
             else:
                 descriptors[i], n_frames[i] = entry
         else:
             descriptors[i], n_frames[i] = outcome.inline, outcome.n_frames
         bar.update()
 
-    tasks: list[_Task] = []
+    jobs: list[_Job] = []
     with bar:
         for i, path in enumerate(paths):
-            cache_file = None
-            if folder is not None:
-                try:
-                    key = _cache_key(_file_sha256(path), motion, cell, params)
-                except OSError:
-                    key = None  # missing or unreadable: extraction reports it
-                if key is not None:
-                    cache_file = folder / f"{key}.npz"
-                    entry = _read_entry(cache_file, params, transcode)
-                    if entry is not None:
-                        descriptors[i], n_frames[i] = entry
-                        from_cache[i] = True
-                        bar.update()
-                        continue
-            tasks.append((i, str(path), None if cache_file is None else str(cache_file)))
-        args = (motion, cell, params, transcode)
-        if n_jobs == 1 or len(tasks) <= 1:
-            for task in tasks:
-                desc, frames, transcoded, error = _compute(task[1], *args)
-                problem = None
-                if desc is not None and task[2] is not None:
-                    problem = _store(desc, frames, transcoded, task[2])
-                done(task, _Outcome(frames, error, problem, inline=desc))
+            if cache_store is None:
+                jobs.append(_Job(i, str(path)))
+                continue
+            try:
+                content = file_sha256(path)
+            except OSError:
+                jobs.append(_Job(i, str(path)))  # missing or unreadable: extraction reports it
+                continue
+            key = spec.key(content)
+            cache_file = cache_store.entry_file(key)
+            entry = read_entry(cache_file, params, transcode, key)
+            if entry is not None:
+                descriptors[i], n_frames[i] = entry
+                from_cache[i] = True
+                bar.update()
+                continue
+            jobs.append(_Job(i, str(path), str(cache_file), key, content))
+        if n_jobs == 1 or len(jobs) <= 1:
+            for job in jobs:
+                done(job, _extract_in_worker(job, spec))
         else:
             with tempfile.TemporaryDirectory(prefix="actionlrp-extract-") as transfer_dir:
-                _run_in_processes(tasks, n_jobs, args, Path(transfer_dir), done)
+                jobs = [replace(j, transfer=f"{transfer_dir}/{j.index}.npz") for j in jobs]
+                _run_in_processes(jobs, n_jobs, spec, done)
     if problems:
         warnings.warn(
             f"{problems[0]} ({len(problems)} clips not cached); the descriptors are complete but "
@@ -472,3 +460,147 @@ def extract_descriptors(
         paths=tuple(paths),
         from_cache=tuple(from_cache),
     )
+
+
+@dataclass(frozen=True)
+class StoreRun:
+    """What `extract_to_store` did.
+
+    Attributes
+    ----------
+    store : Path
+    n_clips : int
+        Clips asked for.
+    n_written : int
+        Entries written by this run.
+    n_skipped : int
+        Clips whose entry was already there and current (not extracted again).
+    failures : tuple of (Path, str)
+        Clips that could not be read and why; also in the store's manifest.
+    seconds : float
+        Wall time.
+    worker_peak_mb : float
+        Largest peak resident memory of a worker process, MiB (0 if none ran).
+    """
+
+    store: Path
+    n_clips: int
+    n_written: int
+    n_skipped: int
+    failures: tuple[tuple[Path, str], ...]
+    seconds: float
+    worker_peak_mb: float
+
+
+def extract_to_store(
+    clips: Iterable[str | os.PathLike | Clip],
+    store: FeatureStore,
+    *,
+    n_jobs: int = 2,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> StoreRun:
+    """Write the descriptors of ``clips`` into ``store``; resume where a run stopped.
+
+    A clip whose entry is there and holds its current content's descriptors (`FeatureStore.
+    done`) is skipped; every other clip is extracted by a worker, which writes its entry
+    atomically; each outcome is appended to the manifest as it arrives. Killing the run at
+    any moment loses at most the clips in flight, and two runs on one store at once only
+    duplicate work. A failed clip is retried by the next run.
+
+    Parameters
+    ----------
+    clips : iterable of path-like or Clip
+        Files under ``store.dataset``.
+    store : FeatureStore
+        From `FeatureStore.create`.
+    n_jobs : int
+        Local worker processes (1: this process) when ``scheduler`` is None.
+    scheduler : str, optional
+        Address of a Dask scheduler (``tcp://host:8786``): the workers of that cluster extract
+        instead; they must see the clips and the store at the same paths as this process.
+    progress : bool
+        Progress bar on stderr when it is a terminal.
+
+    Returns
+    -------
+    StoreRun
+
+    Raises
+    ------
+    StoreError
+        An entry or the manifest cannot be written (a full disk): the run stops, naming the
+        file; no partial entry is left and a rerun goes on from there.
+    """
+    start = time.perf_counter()
+    spec = store.spec
+    paths = [Path(c.path) if isinstance(c, Clip) else Path(c) for c in clips]
+    n_jobs = _check_extraction_args(spec.motion, spec.cell, spec.params, n_jobs)
+    store.clean_temporaries()
+    records = store.manifest()
+    jobs: list[_Job] = []
+    known: list[dict] = []
+    state = {"written": 0, "skipped": 0, "peak": 0}
+    failures: dict[int, str] = {}
+    bar = tqdm(
+        total=len(paths),
+        desc="extract",
+        unit="clip",
+        file=sys.stderr,
+        disable=not (progress and sys.stderr.isatty()),
+        dynamic_ncols=True,
+    )
+
+    def done(job: _Job, outcome: _Outcome) -> None:
+        if outcome.fatal is not None:
+            raise StoreError(outcome.fatal)
+        name = store.relative(job.path)
+        record = {"clip": name, "seconds": round(outcome.seconds, 4), "time": _now()}
+        if outcome.error is not None:
+            failures[job.index] = outcome.error
+            record.update(status="failed", error=outcome.error)
+        else:
+            state["written"] += 1
+            record.update(status="done", key=outcome.key, n_cubes=outcome.n_cubes,
+                          n_frames=outcome.n_frames)
+        state["peak"] = max(state["peak"], outcome.peak_rss_kb)
+        store.append([record])
+        bar.update()
+
+    with bar:
+        for i, path in enumerate(paths):
+            name = store.relative(path)
+            entry = store.entry_file(name)
+            info = store.done(path, entry)
+            if info is None:
+                jobs.append(_Job(i, str(path), str(entry), strict=True))
+                continue
+            state["skipped"] += 1
+            old = records.get(name, {})
+            if old.get("status") != "done" or old.get("key") != info.key:
+                known.append({"clip": name, "status": "done", "key": info.key, "time": _now(),
+                              "n_cubes": info.n_cubes, "n_frames": info.n_frames})
+            bar.update()
+        store.append(known)  # entries a killed run wrote but could not record
+        if scheduler is not None:
+            from actionlrp.cluster import connect, run_on_cluster
+
+            run_on_cluster(connect(scheduler), jobs, spec, done)
+        elif n_jobs == 1 or len(jobs) <= 1:
+            for job in jobs:
+                done(job, _extract_in_worker(job, spec))
+        else:
+            _run_in_processes(jobs, n_jobs, spec, done)
+    return StoreRun(
+        store=store.root,
+        n_clips=len(paths),
+        n_written=state["written"],
+        n_skipped=state["skipped"],
+        failures=tuple((paths[i], failures[i]) for i in sorted(failures)),
+        seconds=time.perf_counter() - start,
+        worker_peak_mb=state["peak"] / 1024,
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

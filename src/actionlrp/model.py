@@ -28,6 +28,7 @@ from actionlrp.descriptors_lrp import HistogramLayer
 from actionlrp.errors import DatasetError, EmptyClipError, ModelFileError, VideoError
 from actionlrp.extraction import ExtractionResult, extract_descriptors
 from actionlrp.fisher import FisherEncoder
+from actionlrp.store import kept_indices, take, transform
 
 if TYPE_CHECKING:
     from actionlrp.relevance import Explanation
@@ -70,6 +71,11 @@ class ActionModel:
         Show a progress bar on a terminal.
     transcode : bool
         Re-encode clips whose codec has no motion vectors.
+    store : FeatureStore or path-like, optional
+        Read the clips' descriptors from this feature store (``actionlrp extract``) instead of
+        extracting them; its extraction parameters must be the model's.
+    scheduler : str, optional
+        With a store: a Dask scheduler's address; the cluster encodes the Fisher vectors.
 
     Examples
     --------
@@ -99,6 +105,8 @@ class ActionModel:
         cache_dir: str | os.PathLike | None = None,
         progress: bool = True,
         transcode: bool = False,
+        store=None,
+        scheduler: str | None = None,
     ) -> None:
         self.motion = motion
         self.cell = cell
@@ -112,6 +120,8 @@ class ActionModel:
         self.cache_dir = cache_dir
         self.progress = progress
         self.transcode = transcode
+        self.store = store
+        self.scheduler = scheduler
 
     # ----------------------------------------------------------------------------------------
     # Forward pass
@@ -124,6 +134,8 @@ class ActionModel:
         """Descriptors of each clip (cached; bad clips listed in ``failures``)."""
         if self.motion not in ("mv", "flow"):
             raise ValueError(f"motion must be 'mv' or 'flow', got {self.motion!r}")
+        if self.store is not None:
+            return _read_store(self, videos)
         return extract_descriptors(
             [Path(v) for v in videos],
             motion=self.motion,
@@ -140,16 +152,14 @@ class ActionModel:
         if len(videos) != len(labels):
             raise ValueError(f"videos and labels differ in length: {len(videos)} != {len(labels)}")
         result = self.extract(videos)
-        kept = [i for i, d in enumerate(result.descriptors) if d is not None and len(d)]
+        kept = kept_indices(result.descriptors)
         self.failures_ = result.failures
         if result.failures and len({str(labels[i]) for i in kept}) < 2:
             raise DatasetError(
                 f"{len(result.failures)} of {len(videos)} training clips could not be read, too "
                 f"few classes are left to train on; the first: {result.failures[0][1]}"
             )
-        return self.fit_descriptors(
-            [result.descriptors[i] for i in kept], [labels[i] for i in kept]
-        )
+        return self.fit_descriptors(take(result.descriptors, kept), [labels[i] for i in kept])
 
     def fit_descriptors(
         self, descriptors: Sequence[LocalDescriptors], labels: Sequence[str]
@@ -168,7 +178,7 @@ class ActionModel:
             max_samples=self.max_samples,
             random_state=self.random_state,
         ).fit(descriptors)
-        features = self.encoder_.transform(descriptors)
+        features = transform(self.encoder_, descriptors)
         self.classifier_ = LinearClassifier(C=self.C, random_state=self.random_state).fit(
             features, np.asarray(labels)
         )
@@ -178,7 +188,7 @@ class ActionModel:
     def fisher_vectors(self, descriptors: Sequence[LocalDescriptors]) -> np.ndarray:
         """Normalised Fisher vectors Φ, shape (n_clips, D)."""
         self._check_fitted()
-        return self.encoder_.transform(descriptors)
+        return transform(self.encoder_, descriptors)
 
     def decision_function_descriptors(self, descriptors: Sequence[LocalDescriptors]) -> np.ndarray:
         """Per-class SVM scores f_c(x), shape (n_clips, n_classes)."""
@@ -189,6 +199,10 @@ class ActionModel:
         result = self.extract(videos)
         if result.failures:
             raise VideoError(result.failures[0][1])
+        kept = kept_indices(result.descriptors)
+        if len(kept) < len(videos):
+            empty = sorted(set(range(len(videos))) - set(kept))[0]
+            raise EmptyClipError(f"{videos[empty]}: {EMPTY_CLIP}")
         return self.decision_function_descriptors(result.descriptors)
 
     def predict(self, videos: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -368,6 +382,34 @@ class ActionModel:
         return model
 
 
+EMPTY_CLIP = (
+    "clip has no local descriptors (N = 0): too short or too small for one cube (15 frames, "
+    "32×32 px by default), so it has no Fisher vector"
+)
+
+
+def _read_store(model: ActionModel, videos: Sequence[str | os.PathLike]) -> ExtractionResult:
+    """The clips' descriptors from the model's store, which must match its parameters."""
+    from actionlrp.cluster import connect
+    from actionlrp.errors import StoreError
+    from actionlrp.store import ExtractionSpec, FeatureStore
+
+    store = model.store
+    if not isinstance(store, FeatureStore):
+        store = FeatureStore.open(store)
+    spec = ExtractionSpec(model.motion, model.cell, model.params_, model.transcode)
+    if (store.spec.motion, store.spec.cell, store.spec.params) != (
+        spec.motion, spec.cell, spec.params
+    ):
+        raise StoreError(
+            f"{store.root}: extracted with motion {store.spec.motion}, cell {store.spec.cell}, "
+            f"{store.spec.params}; the model wants motion {spec.motion}, cell {spec.cell}, "
+            f"{spec.params}"
+        )
+    client = connect(model.scheduler) if model.scheduler else None
+    return store.read(videos, client)
+
+
 def _checksum(arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for name in sorted(arrays):
@@ -410,10 +452,10 @@ def _evaluate(
     descriptors: Sequence[LocalDescriptors | None],
     failed: list[str],
 ) -> dict:
-    kept = [i for i, d in enumerate(descriptors) if d is not None and len(d)]
+    kept = kept_indices(descriptors)
     if not kept:
         raise DatasetError("no clip of the test set could be read")
-    scores = model.decision_function_descriptors([descriptors[i] for i in kept])
+    scores = model.decision_function_descriptors(take(descriptors, kept))
     truth = np.asarray([clips[i].label for i in kept])
     report = evaluate_scores(truth, scores, model.classes_)
     report["n_failed"] = len(clips) - len(kept)
@@ -445,14 +487,15 @@ def cross_validate(
         seed = params.get("random_state", 0)
         folds = group_kfold(clips, n_folds=n_folds, groups=groups, seed=seed)
     result = ActionModel(**params).extract([c.path for c in clips])
-    descriptors = dict(zip((c.path for c in clips), result.descriptors, strict=True))
+    at = {c.path: i for i, c in enumerate(clips)}
+    usable = set(kept_indices(result.descriptors))
     reports, unconverged = [], set()
     for split in folds:
-        train = [c for c in split.train if descriptors[c.path] is not None]
+        train = [c for c in split.train if at[c.path] in usable]
         fold_model = ActionModel(**params).fit_descriptors(
-            [descriptors[c.path] for c in train], [c.label for c in train]
+            take(result.descriptors, [at[c.path] for c in train]), [c.label for c in train]
         )
-        test_descriptors = [descriptors[c.path] for c in split.test]
+        test_descriptors = take(result.descriptors, [at[c.path] for c in split.test])
         reports.append(_evaluate(fold_model, split.test, test_descriptors, []))
         unconverged |= {f for f, ok in fold_model.encoder_.converged_.items() if not ok}
     per_class = {}

@@ -1,0 +1,702 @@
+"""A feature store: each clip's descriptors on disk once, every entry whole or absent.
+
+A store is a folder that any number of runs, on any number of machines, fill and read:
+
+* ``store.json`` — what every entry was extracted with (motion source, grid cell, descriptor
+  parameters, transcoding) and the dataset folder the clips came from; written once.
+* ``<clip's path relative to the dataset folder>.npz`` — one entry per clip: its descriptors,
+  cube boxes and frame count, and its key: the sha256 of the clip's content and of everything
+  the descriptors depend on (`ExtractionSpec.key`). Entries are written under a temporary name
+  and renamed, so a reader (or a run started after a SIGKILL) sees an entry whole or not at all.
+* ``manifest.jsonl`` — what is done and what failed, and why: one JSON line per clip outcome,
+  appended in one write each, the last line of a clip winning. A line torn by a kill is skipped.
+
+The per-user cache of `actionlrp.extraction.extract_descriptors` is the same `FeatureStore`
+with entries named by their key (``by="key"``) instead of by the clip's path, and no manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from actionlrp import __version__
+from actionlrp.datasets import VIDEO_SUFFIXES, Clip, Split, load_split
+from actionlrp.descriptors import FEATURE_TYPES, DescriptorParams, LocalDescriptors
+from actionlrp.errors import DatasetError, EmptyClipError, StoreError
+
+if TYPE_CHECKING:
+    from actionlrp.extraction import ExtractionResult
+    from actionlrp.fisher import FisherEncoder
+
+__all__ = [
+    "ENTRY_FORMAT",
+    "ExtractionSpec",
+    "FeatureStore",
+    "StoredDescriptors",
+    "kept_indices",
+    "take",
+    "transform",
+]
+
+#: Version of an entry's content; part of every key.
+ENTRY_FORMAT = 2
+STORE_FORMAT = "actionlrp-store"
+HEADER = "store.json"
+MANIFEST = "manifest.jsonl"
+_HOST = socket.gethostname().replace("~", "-")[:40]
+
+
+@dataclass(frozen=True)
+class ExtractionSpec:
+    """Everything a clip's descriptors depend on besides the clip itself.
+
+    Attributes
+    ----------
+    motion : {"mv", "flow"}
+    cell : int
+        Motion-field grid cell in pixels.
+    params : DescriptorParams
+    transcode : bool
+        Re-encode clips whose codec exports no vectors (not part of the key: an entry records
+        whether it was transcoded).
+    """
+
+    motion: str = "mv"
+    cell: int = 8
+    params: DescriptorParams = field(default_factory=DescriptorParams)
+    transcode: bool = False
+
+    def key(self, content_sha256: str) -> str:
+        """sha256 of the clip's content (hex) and of everything the descriptors depend on."""
+        spec = {
+            "format": ENTRY_FORMAT,
+            "actionlrp": __version__,
+            "content": content_sha256,
+            "motion": self.motion,
+            "cell": int(self.cell),
+            "params": asdict(self.params),
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+    def to_json(self) -> dict:
+        return {
+            "motion": self.motion,
+            "cell": int(self.cell),
+            "params": asdict(self.params),
+            "transcode": bool(self.transcode),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ExtractionSpec:
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in data["params"].items()}
+        return cls(
+            data["motion"],
+            int(data["cell"]),
+            DescriptorParams(**params),
+            bool(data.get("transcode", False)),
+        )
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's content, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Entries
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """What an entry says of itself, without its descriptors."""
+
+    key: str
+    content: str
+    source_size: int
+    source_mtime_ns: int
+    n_frames: int
+    n_cubes: int
+
+
+def read_entry(
+    path: str | os.PathLike, params: DescriptorParams, transcode: bool, key: str | None = None
+) -> tuple[LocalDescriptors, int] | None:
+    """``(descriptors, n_frames)`` of an entry, or None when it is absent, unreadable, of
+    another format or key, of other dimensions, or made by re-encoding a clip while
+    ``transcode`` is False."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if int(data["format"]) != ENTRY_FORMAT:
+                return None
+            if key is not None and str(data["key"]) != key:
+                return None
+            if bool(data["transcoded"]) and not transcode:
+                return None  # recompute, so the clip fails as it would without a cache
+            n_frames = int(data["n_frames"])
+            boxes = data["boxes"]
+            features = {k: data[k] for k in FEATURE_TYPES}
+    except Exception:  # noqa: BLE001 — any unreadable entry is a miss
+        return None
+    n = boxes.shape[0] if boxes.ndim == 2 else -1
+    dims = params.dims()
+    ok = boxes.shape == (n, 6) and boxes.dtype == np.int32 and n_frames >= 0
+    ok = ok and all(f.dtype == np.float32 and f.shape == (n, dims[k]) for k, f in features.items())
+    return (LocalDescriptors(features, boxes), n_frames) if ok else None
+
+
+def entry_info(path: str | os.PathLike) -> EntryInfo | None:
+    """The header of an entry of this format (its key, source and size), or None."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if int(data["format"]) != ENTRY_FORMAT or set(data.files) < {"key", *FEATURE_TYPES}:
+                return None
+            return EntryInfo(
+                str(data["key"]),
+                str(data["content"]),
+                int(data["source_size"]),
+                int(data["source_mtime_ns"]),
+                int(data["n_frames"]),
+                int(data["boxes"].shape[0]),
+            )
+    except Exception:  # noqa: BLE001 — unreadable: not an entry
+        return None
+
+
+def write_entry(
+    path: str | os.PathLike,
+    desc: LocalDescriptors,
+    n_frames: int,
+    transcoded: bool,
+    compress: bool,
+    source: dict[str, Any] | None = None,
+    durable: bool = False,
+) -> None:
+    """Write an entry (``.npz``, arrays only) atomically: a temporary file, then ``os.replace``.
+
+    ``compress``: deflate at level 1, a third of the size for about the cost of the extraction
+    (level 6, ``np.savez_compressed``'s, costs twice that for 5 % less). ``source``: ``key``,
+    ``content`` (sha256), ``source_size`` and ``source_mtime_ns`` of the clip. ``durable``:
+    fsync before the rename, so a power cut leaves the old state or the whole entry. On any
+    error the temporary file is removed and the exception (an `OSError`) goes to the caller.
+    """
+    source = source or {}
+    arrays = {
+        "format": np.int64(ENTRY_FORMAT),
+        "n_frames": np.int64(n_frames),
+        "transcoded": np.bool_(transcoded),
+        "key": np.str_(source.get("key", "")),
+        "content": np.str_(source.get("content", "")),
+        "source_size": np.int64(source.get("source_size", -1)),
+        "source_mtime_ns": np.int64(source.get("source_mtime_ns", -1)),
+        "boxes": desc.boxes,
+        **desc.features,
+    }
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        with zipfile.ZipFile(f, "w", method, compresslevel=1 if compress else None) as archive:
+            for name, array in arrays.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class atomic_file:  # noqa: N801 — used as a context manager, like open()
+    """``with atomic_file(path) as tmp:`` write ``tmp``; it becomes ``path`` on success only.
+
+    The temporary file lies beside ``path`` (same folder, same suffix, so writers that choose
+    the format by suffix still do), hidden, and named after this host and process, so a later
+    run can tell a dead writer's leftover (`FeatureStore.clean_temporaries`).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        prefix = f".{self.path.name[:80]}~{_HOST}~{os.getpid()}~"
+        fd, tmp = tempfile.mkstemp(
+            prefix=prefix, suffix=f".tmp{self.path.suffix}", dir=self.path.parent
+        )
+        os.close(fd)
+        self.tmp = Path(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file whole or not at all (UTF-8)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+
+
+class FeatureStore:
+    """A folder of per-clip descriptor entries (see the module's docstring).
+
+    Parameters
+    ----------
+    root : path-like
+        The store's folder.
+    spec : ExtractionSpec
+    dataset : path-like, optional
+        The dataset folder the clips' relative paths start from (``by="path"``).
+    by : {"path", "key"}
+        Name entries by the clip's relative path (a store) or by their key (the cache).
+
+    Use `create` to make or reopen a store for extraction and `open` to read one.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        spec: ExtractionSpec,
+        dataset: str | os.PathLike | None = None,
+        by: str = "path",
+    ) -> None:
+        if by not in ("path", "key"):
+            raise ValueError(f"by must be 'path' or 'key', got {by!r}")
+        self.root = Path(root)
+        self.spec = spec
+        self.dataset = None if dataset is None else Path(dataset)
+        self.by = by
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.root)!r}, by={self.by!r})"
+
+    @staticmethod
+    def is_store(path: str | os.PathLike) -> bool:
+        """Whether ``path`` is a store's folder (it has a ``store.json``)."""
+        return (Path(path) / HEADER).is_file()
+
+    @classmethod
+    def create(
+        cls, root: str | os.PathLike, dataset: str | os.PathLike, spec: ExtractionSpec
+    ) -> FeatureStore:
+        """Make a store for ``dataset``'s clips, or reopen it if it exists with the same spec.
+
+        Raises
+        ------
+        StoreError
+            ``root`` is a store of other parameters, or cannot be written.
+        """
+        root = Path(root).expanduser()
+        header = {
+            "format": STORE_FORMAT,
+            "dataset": str(Path(dataset).expanduser().resolve()),
+            "spec": spec.to_json(),
+            "created_by": f"actionlrp {__version__}",
+        }
+        if not (root / HEADER).is_file():
+            if root.is_dir() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+                raise StoreError(f"{root}: not empty and not a feature store; give a new folder")
+            fd, tmp = -1, None
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(
+                    prefix=f".{HEADER}~{_HOST}~{os.getpid()}~", suffix=".tmp", dir=root
+                )
+                os.write(fd, (json.dumps(header, indent=2, sort_keys=True) + "\n").encode())
+                os.close(fd)
+                fd = -1
+                try:  # exclusive: of two runs that start at once, the first header stays
+                    os.link(tmp, root / HEADER)
+                except FileExistsError:
+                    pass
+                except OSError:  # no hard links on this file system
+                    os.replace(tmp, root / HEADER)
+            except OSError as exc:
+                reason = exc.strerror or exc
+                raise StoreError(f"{root}: cannot write the store ({reason})") from None
+            finally:
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                if tmp is not None:
+                    Path(tmp).unlink(missing_ok=True)
+        store = cls.open(root)
+        if store.spec != spec:
+            raise StoreError(
+                f"{root}: a store of other extraction parameters ({_spec_text(store.spec)}, not "
+                f"{_spec_text(spec)}); give another --out or the same parameters"
+            )
+        return store
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> FeatureStore:
+        """Open an existing store.
+
+        Raises
+        ------
+        StoreError
+            No ``store.json`` or an unreadable one.
+        """
+        root = Path(root).expanduser()
+        try:
+            header = json.loads((root / HEADER).read_text())
+            if header.get("format") != STORE_FORMAT:
+                raise ValueError("not a store header")
+            spec = ExtractionSpec.from_json(header["spec"])
+        except FileNotFoundError:
+            raise StoreError(
+                f"{root}: not a feature store (no {HEADER}); make one with actionlrp extract"
+            ) from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{root / HEADER}: unreadable store header ({exc})") from None
+        return cls(root, spec, header.get("dataset"), by="path")
+
+    # ----------------------------------------------------------------------------------------
+    # Names
+
+    def relative(self, clip: str | os.PathLike) -> str:
+        """A clip's path relative to the dataset folder, POSIX style (its name in the store)."""
+        clip = Path(clip)
+        try:
+            rel = clip.relative_to(self.dataset)
+        except ValueError:
+            try:
+                rel = clip.resolve().relative_to(self.dataset.resolve())
+            except ValueError:
+                raise DatasetError(
+                    f"{clip}: not under the store's dataset folder {self.dataset}"
+                ) from None
+        return rel.as_posix()
+
+    def entry_file(self, name: str) -> Path:
+        """The entry of a clip: ``name`` is its relative path (``by="path"``) or key."""
+        return self.root / (name + ".npz")
+
+    def done(self, clip: str | os.PathLike, entry: Path) -> EntryInfo | None:
+        """The entry's header if it holds the descriptors of ``clip``'s current content.
+
+        The clip is hashed only when its size or modification time differ from the ones the
+        entry recorded.
+        """
+        info = entry_info(entry)
+        if info is None:
+            return None
+        try:
+            stat = os.stat(clip)
+            same = (stat.st_size, stat.st_mtime_ns) == (info.source_size, info.source_mtime_ns)
+            content = info.content if same else file_sha256(clip)
+        except OSError:
+            return None
+        return info if self.spec.key(content) == info.key else None
+
+    # ----------------------------------------------------------------------------------------
+    # Manifest
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.root / MANIFEST
+
+    def manifest(self) -> dict[str, dict]:
+        """The last record of each clip: ``{relative path: record}``; torn lines skipped.
+
+        A record has ``clip``, ``status`` ("done" or "failed"), and ``key``, ``n_cubes``,
+        ``n_frames`` (done) or ``error`` (failed), and ``seconds``, ``worker`` and ``time``.
+        """
+        records: dict[str, dict] = {}
+        try:
+            text = self.manifest_file.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return records
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+                records[record["clip"]] = record
+            except (ValueError, KeyError, TypeError):
+                continue
+        return records
+
+    def append(self, records: Iterable[dict]) -> None:
+        """Append records to the manifest, each in one write (whole lines, even with two runs).
+
+        Raises
+        ------
+        StoreError
+            The manifest cannot be written (a full disk): the message names it.
+        """
+        data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
+        if not data:
+            return
+        try:
+            fd = os.open(self.manifest_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size and not self._ends_with_newline():
+                    data = b"\n" + data  # after a line torn by a kill
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StoreError(
+                f"{self.manifest_file}: cannot write ({exc.strerror or exc}); entries written so "
+                "far are kept, run the same command again to go on"
+            ) from None
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.manifest_file, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+
+    def clean_temporaries(self, max_age: float = 86_400.0) -> int:
+        """Remove temporary files left by dead writers: this host's whose process is gone,
+        and any older than ``max_age`` seconds. Returns how many were removed."""
+        removed, now = 0, time.time()
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                if not (name.startswith(".") and ".tmp" in name and "~" in name):
+                    continue
+                path = Path(folder) / name
+                _, host, pid, _ = name.rsplit("~", 3)
+                try:
+                    dead = host == _HOST and pid.isdigit() and not _alive(int(pid))
+                    if dead or now - path.stat().st_mtime > max_age:
+                        path.unlink()
+                        removed += 1
+                except OSError:
+                    continue
+        return removed
+
+    # ----------------------------------------------------------------------------------------
+    # Reading
+
+    def names(self) -> list[str]:
+        """Relative paths of the clips the store knows: entries on disk and manifest records."""
+        found = set(self.manifest())
+        for folder, dirs, files in os.walk(self.root):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            base = Path(folder).relative_to(self.root)
+            found.update(
+                (base / name[:-4]).as_posix()
+                for name in files
+                if name.endswith(".npz") and not name.startswith(".")
+            )
+        return sorted(found)
+
+    def split(
+        self, layout: str = "folders", splits_dir: str | os.PathLike | None = None, split: int = 1
+    ) -> Split:
+        """The training and test clips of the store's dataset, as `datasets.load_split`.
+
+        The ``folders`` layout is read from the store itself (the clips need not be on this
+        machine); ``hmdb51`` and ``ucf101`` read their split files and clip lists from the
+        dataset folder, which must then be present.
+        """
+        if layout != "folders":
+            if self.dataset is None or not self.dataset.is_dir():
+                raise DatasetError(
+                    f"{self.dataset}: the dataset folder of store {self.root} is absent; the "
+                    f"{layout} layout reads its clip list there (the folders layout does not)"
+                )
+            return load_split(self.dataset, layout, splits_dir, split)
+        if splits_dir is not None:
+            raise DatasetError(f"{splits_dir}: split files apply to the hmdb51 and ucf101 layouts")
+        parts = [
+            PurePosixPath(n).parts
+            for n in self.names()
+            if PurePosixPath(n).suffix.lower() in VIDEO_SUFFIXES
+        ]
+        halves = ("train", "test")
+        if any(len(p) == 3 and p[0] == "train" for p in parts):
+            sets = [[p for p in parts if len(p) == 3 and p[0] == half] for half in halves]
+        else:
+            sets = [[p for p in parts if len(p) == 2], []]
+        dataset = self.dataset or Path(".")
+        train, test = (
+            sorted(
+                (Clip(dataset.joinpath(*p), p[-2]) for p in s),
+                key=lambda c: (c.label, c.path.name),
+            )
+            for s in sets
+        )
+        if not train:
+            raise DatasetError(f"{self.root}: the store holds no clip; run actionlrp extract")
+        return Split(tuple(train), tuple(test))
+
+    def read(self, clips: Sequence[str | os.PathLike | Clip], client=None) -> ExtractionResult:
+        """The descriptors of ``clips`` from the store, read lazily (`StoredDescriptors`).
+
+        A clip without an entry is a failure: the manifest's reason when it failed, else
+        "not in the store". ``client``: a `distributed.Client` that encodes them (`transform`).
+        """
+        from actionlrp.extraction import ExtractionResult
+
+        start = time.perf_counter()
+        paths = [Path(c.path) if isinstance(c, Clip) else Path(c) for c in clips]
+        records = self.manifest()
+        files, sizes, frames, failures = [], [], [], []
+        for path in paths:
+            try:
+                name = self.relative(path)
+            except DatasetError as exc:
+                name, error = None, str(exc)
+            info = None if name is None else entry_info(self.entry_file(name))
+            if info is None:
+                if name is not None:
+                    record = records.get(name, {})
+                    error = record.get("error") or (
+                        f"{path}: not in the store {self.root}; run actionlrp extract"
+                    )
+                failures.append((path, error))
+                files.append(None)
+                sizes.append(0)
+                frames.append(0)
+                continue
+            files.append(self.entry_file(name))
+            sizes.append(info.n_cubes)
+            frames.append(info.n_frames)
+        descriptors = StoredDescriptors(files, sizes, self.spec.params, client)
+        return ExtractionResult(
+            descriptors=descriptors,
+            n_frames=tuple(frames),
+            failures=tuple(failures),
+            seconds=time.perf_counter() - start,
+            paths=tuple(paths),
+            from_cache=tuple(f is not None for f in files),
+        )
+
+
+def _spec_text(spec: ExtractionSpec) -> str:
+    return f"motion {spec.motion}, cell {spec.cell}, {spec.params}, transcode {spec.transcode}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Descriptors read lazily
+
+
+class StoredDescriptors(Sequence):
+    """Descriptors of many clips kept on disk: item i is read from its entry when asked for.
+
+    Iterating reads one clip at a time, so `FisherEncoder.fit` samples across a whole store
+    and `FisherEncoder.transform` encodes it with one clip in memory.
+
+    Parameters
+    ----------
+    files : sequence of Path or None
+        Each clip's entry; None where it has none (the item is then None).
+    sizes : sequence of int
+        Descriptors N of each clip (0 where None).
+    params : DescriptorParams
+        The store's, to check the entries' dimensions.
+    client : distributed.Client, optional
+        Where `transform` encodes them; None: in this process.
+    """
+
+    def __init__(self, files, sizes, params: DescriptorParams, client=None) -> None:
+        self.files = tuple(None if f is None else Path(f) for f in files)
+        self.sizes = tuple(int(n) for n in sizes)
+        self.params = params
+        self.client = client
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.take(range(len(self))[i])
+        file = self.files[i]
+        if file is None:
+            return None
+        return load_entry(file, self.params)
+
+    def __iter__(self) -> Iterator[LocalDescriptors | None]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def take(self, indices: Iterable[int]) -> StoredDescriptors:
+        """The clips at ``indices``, still on disk."""
+        indices = list(indices)
+        return StoredDescriptors(
+            [self.files[i] for i in indices],
+            [self.sizes[i] for i in indices],
+            self.params,
+            self.client,
+        )
+
+
+def load_entry(file: str | os.PathLike, params: DescriptorParams) -> LocalDescriptors:
+    """An entry's descriptors; `StoreError` naming the file if it cannot be read."""
+    entry = read_entry(file, params, transcode=True)
+    if entry is None:
+        raise StoreError(f"{file}: unreadable or foreign store entry; run actionlrp extract again")
+    return entry[0]
+
+
+def kept_indices(descriptors: Sequence[LocalDescriptors | None]) -> list[int]:
+    """Indices of the clips with at least one descriptor (without reading stored ones)."""
+    sizes = getattr(descriptors, "sizes", None)
+    if sizes is None:
+        sizes = [0 if d is None else len(d) for d in descriptors]
+    return [i for i, n in enumerate(sizes) if n > 0]
+
+
+def take(descriptors: Sequence, indices: Iterable[int]) -> Sequence:
+    """``[descriptors[i] for i in indices]``, still on disk for `StoredDescriptors`."""
+    if isinstance(descriptors, StoredDescriptors):
+        return descriptors.take(indices)
+    return [descriptors[i] for i in indices]
+
+
+def transform(encoder: FisherEncoder, descriptors: Sequence[LocalDescriptors]) -> np.ndarray:
+    """``encoder.transform(descriptors)``; stored descriptors with a client go to the cluster.
+
+    Returns
+    -------
+    ndarray, shape (n_clips, D), float32
+        In input order, the same numbers wherever they were computed.
+    """
+    if isinstance(descriptors, StoredDescriptors):
+        if any(n == 0 for n in descriptors.sizes):
+            first = descriptors.files[descriptors.sizes.index(0)]
+            raise EmptyClipError(
+                f"{first}: clip has no local descriptors (N = 0): too short or "
+                "too small for one cube, so it has no Fisher vector"
+            )
+        if descriptors.client is not None:
+            from actionlrp.cluster import encode_on_cluster
+
+            return encode_on_cluster(
+                descriptors.client, encoder, descriptors.files, descriptors.params
+            )
+    return encoder.transform(descriptors)

@@ -1,0 +1,296 @@
+"""The feature store: resumable, atomic, safe for concurrent runs, the same on a Dask cluster."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actionlrp import cli, extraction
+from actionlrp import store as store_module
+from actionlrp.builtin import make_dataset
+from actionlrp.descriptors import FEATURE_TYPES, DescriptorParams, describe
+from actionlrp.errors import StoreError
+from actionlrp.extraction import extract_descriptors, extract_to_store
+from actionlrp.model import ActionModel, evaluate_clips
+from actionlrp.motion import motion_field
+from actionlrp.store import ExtractionSpec, FeatureStore, entry_info, read_entry, write_text_atomic
+from actionlrp.synthetic import moving_square_clip
+
+SMALL = {"width": 128, "height": 96, "n_frames": 40}
+MODEL = {"n_components": 4, "pca_dims": 8, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """12 real clips (2 classes, H.264 and MPEG-4 Part 2) and one text file named .mp4."""
+    root = tmp_path_factory.mktemp("store_data") / "data"
+    make_dataset(root, classes=2, clips_per_class=6, seed=3, **SMALL)
+    (root / "train" / "pushups" / "broken.mp4").write_text("not a video\n")
+    return root
+
+
+def clips_of(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix in (".mp4", ".avi"))
+
+
+def entries(store: Path) -> dict[str, Path]:
+    return {
+        p.relative_to(store).as_posix()[: -len(".npz")]: p
+        for p in store.rglob("*.npz")
+        if not p.name.startswith(".")
+    }
+
+
+def temporaries(store: Path) -> list[Path]:
+    return [p for p in store.rglob(".*") if ".tmp" in p.name]
+
+
+def assert_complete(store: Path, root: Path, spec: ExtractionSpec) -> None:
+    """Every readable clip has a whole entry of its current content; the text file failed."""
+    found = entries(store)
+    opened = FeatureStore.open(store)
+    good = [p for p in clips_of(root) if p.name != "broken.mp4"]
+    assert sorted(found) == sorted(p.relative_to(root).as_posix() for p in good)
+    for path in good:
+        entry = found[path.relative_to(root).as_posix()]
+        assert opened.done(path, entry) is not None
+        assert read_entry(entry, spec.params, transcode=False) is not None
+    manifest = opened.manifest()
+    assert {k for k, r in manifest.items() if r["status"] == "done"} == set(found)
+    assert manifest["train/pushups/broken.mp4"]["status"] == "failed"
+    assert "not a readable video" in manifest["train/pushups/broken.mp4"]["error"]
+    assert temporaries(store) == []
+
+
+def run_cli(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "actionlrp.cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def local_store(data, tmp_path_factory) -> Path:
+    """The store of one process, the reference."""
+    out = tmp_path_factory.mktemp("local") / "store"
+    store = FeatureStore.create(out, data, ExtractionSpec())
+    run = extract_to_store(clips_of(data), store, n_jobs=1, progress=False)
+    assert run.n_written == 12 and len(run.failures) == 1
+    return out
+
+
+def test_cluster_of_two_workers_gives_the_single_process_result(data, local_store, tmp_path):
+    from distributed import LocalCluster
+
+    from actionlrp.cluster import close_clients
+
+    out = tmp_path / "store"
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        address = cluster.scheduler_address
+        try:
+            code = cli.main(["extract", str(data), "--out", str(out), "--scheduler", address])
+            assert code == 1  # partly done: the text file failed on a worker, and was recorded
+            assert_complete(out, data, ExtractionSpec())
+            spec = ExtractionSpec()
+            for name, entry in entries(local_store).items():
+                mine = read_entry(entry, spec.params, False)
+                theirs = read_entry(out / f"{name}.npz", spec.params, False)
+                assert mine[1] == theirs[1]
+                np.testing.assert_array_equal(mine[0].boxes, theirs[0].boxes)
+                for f in FEATURE_TYPES:
+                    np.testing.assert_array_equal(mine[0].features[f], theirs[0].features[f])
+            # Training and evaluation through the stores: encoding on the cluster or here.
+            here = FeatureStore.open(local_store)
+            split = here.split()
+            labels = [c.label for c in split.train]
+            alone = ActionModel(**MODEL, store=here).fit([c.path for c in split.train], labels)
+            there = ActionModel(**MODEL, store=FeatureStore.open(out), scheduler=address)
+            there.fit([c.path for c in split.train], labels)
+            for key, value in alone.encoder_.get_state().items():
+                np.testing.assert_array_equal(value, there.encoder_.get_state()[key])
+            test = [c.path for c in split.test]
+            np.testing.assert_array_equal(
+                alone.decision_function(test), there.decision_function(test)
+            )
+            assert evaluate_clips(there, split.test)["accuracy"] == 1.0
+        finally:
+            close_clients()
+
+
+def test_a_run_killed_midway_resumes_to_a_complete_store_without_redoing_clips(data, tmp_path):
+    out = tmp_path / "store"
+    args = ["extract", data, "--out", out, "--motion", "flow", "--workers", "2", "--json"]
+    first = run_cli(*args, start_new_session=True)
+    deadline = time.monotonic() + 60
+    manifest = out / "manifest.jsonl"
+    while time.monotonic() < deadline and first.poll() is None:
+        if manifest.is_file() and manifest.read_text().count('"done"') >= 2:
+            break
+        time.sleep(0.01)
+    assert first.poll() is None, "the run ended before it could be killed"
+    os.killpg(first.pid, signal.SIGKILL)  # the client and its worker processes
+    first.wait()
+    before = {name: p.stat().st_mtime_ns for name, p in entries(out).items()}
+    assert 2 <= len(before) < 12
+    spec = FeatureStore.open(out).spec
+    for entry in entries(out).values():  # what the kill left is whole
+        assert read_entry(entry, spec.params, transcode=False) is not None
+    second = run_cli(*args)
+    stdout, stderr = second.communicate(timeout=120)
+    assert second.returncode == 1, stderr
+    report = json.loads(stdout)
+    assert report["n_skipped"] == len(before)
+    assert report["n_written"] == 12 - len(before)
+    assert {n: entries(out)[n].stat().st_mtime_ns for n in before} == before
+    assert_complete(out, data, spec)
+    clip = data / "test" / "walk" / "walk_005.avi"
+    direct = describe(motion_field(clip, "flow"), DescriptorParams())
+    stored = read_entry(out / "test/walk/walk_005.avi.npz", spec.params, False)[0]
+    for f in FEATURE_TYPES:
+        np.testing.assert_allclose(stored.features[f], direct.features[f], rtol=0, atol=1e-6)
+
+
+def test_two_runs_at_once_on_one_store_leave_it_complete(data, tmp_path):
+    out = tmp_path / "store"
+    args = ["extract", data, "--out", out, "--workers", "1", "--json"]
+    runs = [run_cli(*args), run_cli(*args)]
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=120)
+        assert run.returncode == 1, stderr
+        assert json.loads(stdout)["n_failed"] == 1
+    assert_complete(out, data, ExtractionSpec())
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["clip"] for line in lines)  # no interleaved line
+
+
+def test_a_full_disk_stops_the_run_naming_the_file_and_leaves_no_partial_entry(
+    data, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "store"
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store_module.os, "fsync", no_space)  # the entry's bytes are written
+    code = cli.main(["extract", str(data), "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    first = out / "train/pushups/pushups_000.mp4.npz"  # the first clip after broken.mp4
+    assert err.startswith(f"actionlrp: {first}: cannot write (No space left on device)")
+    assert entries(out) == {} and temporaries(out) == []
+    assert [r["status"] for r in FeatureStore.open(out).manifest().values()] == ["failed"]
+    monkeypatch.undo()
+    assert cli.main(["extract", str(data), "--out", str(out), "--workers", "1"]) == 1
+    assert_complete(out, data, ExtractionSpec())
+
+
+def test_the_cache_is_a_store_named_by_key(data, tmp_path):
+    path = clips_of(data)[0]
+    result = extract_descriptors([path], cache_dir=tmp_path, n_jobs=1, progress=False)
+    (entry,) = (tmp_path / "descriptors").glob("*.npz")
+    info = entry_info(entry)
+    assert info.key == entry.stem == ExtractionSpec().key(store_module.file_sha256(path))
+    assert info.n_cubes == len(result.descriptors[0]) and info.source_size == path.stat().st_size
+    assert FeatureStore(tmp_path / "descriptors", ExtractionSpec(), by="key").done(path, entry)
+
+
+def test_a_store_of_other_parameters_is_refused(data, local_store, tmp_path):
+    with pytest.raises(StoreError, match="other extraction parameters"):
+        FeatureStore.create(local_store, data, ExtractionSpec(motion="flow"))
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(StoreError, match="not empty and not a feature store"):
+        FeatureStore.create(tmp_path, data, ExtractionSpec())
+    model = ActionModel(**MODEL, motion="flow", store=FeatureStore.open(local_store))
+    with pytest.raises(StoreError, match="extracted with motion mv"):
+        model.extract([clips_of(data)[0]])
+
+
+def test_train_evaluate_and_cv_read_a_store_when_the_clips_are_gone(
+    data, local_store, tmp_path, capsys
+):
+    copy = tmp_path / "store"
+    shutil.copytree(local_store, copy)
+    header = json.loads((copy / "store.json").read_text())
+    header["dataset"] = str(tmp_path / "gone")  # as on a machine without the clips
+    (copy / "store.json").write_text(json.dumps(header))
+    model = tmp_path / "model.npz"
+    fast = ["--k", "4", "--pca", "8", "--json"]
+    assert cli.main(["train", str(copy), "--out", str(model), *fast]) == 1  # broken.mp4
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["n_clips"] == 9 and trained["n_failed"] == 1
+    assert cli.main(["evaluate", str(copy), "--model", str(model), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == 1.0
+    assert cli.main(["cv", str(copy), "--folds", "2", *fast]) == 1
+    assert json.loads(capsys.readouterr().out)["n_clips"] == 13
+
+
+def test_errors_about_a_too_short_clip_name_it(data, local_store, tmp_path, capsys):
+    short = moving_square_clip(tmp_path / "short.mp4", n_frames=8, width=96, height=72).path
+    split = FeatureStore.open(local_store).split()
+    model = ActionModel(**MODEL, store=FeatureStore.open(local_store)).fit(
+        [c.path for c in split.train], [c.label for c in split.train]
+    )
+    model.store = None
+    saved = model.save(tmp_path / "model.npz")
+    for command in (["explain", str(short), "--out", str(tmp_path / "x")], ["predict", str(short)]):
+        code = cli.main([*command, "--model", str(saved)])
+        err = capsys.readouterr().err
+        assert code == 2 and f"{short}: clip has no local descriptors" in err, err
+    with pytest.raises(store_module.EmptyClipError, match=str(short)):
+        model.decision_function([short])
+
+
+def test_an_output_is_replaced_whole_or_left_as_it_was(tmp_path):
+    target = tmp_path / "summary.json"
+    write_text_atomic(target, "old")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store_module.atomic_file(target) as tmp:
+        tmp.write_text("half of the ne")
+        raise Boom
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(data, local_store, tmp_path):
+    copy = tmp_path / "store"
+    shutil.copytree(local_store, copy)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stale = copy / "train" / f".x.npz~{store_module._HOST}~{dead.stdout.strip()}~abc.tmp.npz"
+    live = copy / "train" / f".y.npz~{store_module._HOST}~{os.getpid()}~abc.tmp.npz"
+    stale.write_bytes(b"PK")
+    live.write_bytes(b"PK")
+    assert FeatureStore.open(copy).clean_temporaries() == 1
+    assert not stale.exists() and live.exists()
+
+
+def test_extraction_spec_round_trips_through_json():
+    spec = ExtractionSpec("flow", 16, DescriptorParams(cube_px=(32, 48), max_width=320), True)
+    assert ExtractionSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    assert extraction.CACHE_FORMAT == store_module.ENTRY_FORMAT

@@ -16,14 +16,16 @@ import numpy as np
 import pytest
 
 from actionlrp import cli, extraction
-from actionlrp import store as store_module
+from actionlrp import entries as entries_module
+from actionlrp.atomic import HOST, atomic_file, write_text_atomic
 from actionlrp.builtin import make_dataset
 from actionlrp.descriptors import FEATURE_TYPES, DescriptorParams, describe
-from actionlrp.errors import StoreError
+from actionlrp.entries import ExtractionSpec, entry_info, read_entry
+from actionlrp.errors import EmptyClipError, StoreError
 from actionlrp.extraction import extract_descriptors, extract_to_store
 from actionlrp.model import ActionModel, evaluate_clips
 from actionlrp.motion import motion_field
-from actionlrp.store import ExtractionSpec, FeatureStore, entry_info, read_entry, write_text_atomic
+from actionlrp.store import FeatureStore
 from actionlrp.synthetic import moving_square_clip
 
 SMALL = {"width": 128, "height": 96, "n_frames": 40}
@@ -190,7 +192,7 @@ def test_a_full_disk_stops_the_run_naming_the_file_and_leaves_no_partial_entry(
     def no_space(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(store_module.os, "fsync", no_space)  # the entry's bytes are written
+    monkeypatch.setattr(entries_module.os, "fsync", no_space)  # the entry's bytes are written
     code = cli.main(["extract", str(data), "--out", str(out), "--workers", "1"])
     err = capsys.readouterr().err
     assert code == 2
@@ -209,7 +211,7 @@ def test_the_cache_is_a_store_named_by_key(data, tmp_path):
     result = extract_descriptors([path], cache_dir=tmp_path, n_jobs=1, progress=False)
     (entry,) = (tmp_path / "descriptors").glob("*.npz")
     info = entry_info(entry)
-    assert info.key == entry.stem == ExtractionSpec().key(store_module.file_sha256(path))
+    assert info.key == entry.stem == ExtractionSpec().key(entries_module.file_sha256(path))
     assert info.n_cubes == len(result.descriptors[0]) and info.source_size == path.stat().st_size
     assert FeatureStore(tmp_path / "descriptors", ExtractionSpec(), by="key").done(path, entry)
 
@@ -256,7 +258,7 @@ def test_errors_about_a_too_short_clip_name_it(data, local_store, tmp_path, caps
         code = cli.main([*command, "--model", str(saved)])
         err = capsys.readouterr().err
         assert code == 2 and f"{short}: clip has no local descriptors" in err, err
-    with pytest.raises(store_module.EmptyClipError, match=str(short)):
+    with pytest.raises(EmptyClipError, match=str(short)):
         model.decision_function([short])
 
 
@@ -267,7 +269,7 @@ def test_an_output_is_replaced_whole_or_left_as_it_was(tmp_path):
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), store_module.atomic_file(target) as tmp:
+    with pytest.raises(Boom), atomic_file(target) as tmp:
         tmp.write_text("half of the ne")
         raise Boom
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
@@ -282,8 +284,8 @@ def test_stale_temporaries_of_dead_writers_are_removed(data, local_store, tmp_pa
         text=True,
         check=True,
     )
-    stale = copy / "train" / f".x.npz~{store_module._HOST}~{dead.stdout.strip()}~abc.tmp.npz"
-    live = copy / "train" / f".y.npz~{store_module._HOST}~{os.getpid()}~abc.tmp.npz"
+    stale = copy / "train" / f".x.npz~{HOST}~{dead.stdout.strip()}~abc.tmp.npz"
+    live = copy / "train" / f".y.npz~{HOST}~{os.getpid()}~abc.tmp.npz"
     stale.write_bytes(b"PK")
     live.write_bytes(b"PK")
     assert FeatureStore.open(copy).clean_temporaries() == 1
@@ -293,4 +295,20 @@ def test_stale_temporaries_of_dead_writers_are_removed(data, local_store, tmp_pa
 def test_extraction_spec_round_trips_through_json():
     spec = ExtractionSpec("flow", 16, DescriptorParams(cube_px=(32, 48), max_width=320), True)
     assert ExtractionSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
-    assert extraction.CACHE_FORMAT == store_module.ENTRY_FORMAT
+    assert extraction.CACHE_FORMAT == entries_module.ENTRY_FORMAT
+
+
+def test_a_model_file_that_cannot_be_written_is_one_line_naming_it(
+    data, local_store, tmp_path, monkeypatch, capsys
+):
+    import numpy
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(numpy, "savez", full)
+    out = tmp_path / "model.npz"
+    code = cli.main(["train", str(local_store), "--out", str(out), "--k", "4", "--pca", "8"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and err[-1] == f"actionlrp: {out}: No space left on device"
+    assert list(tmp_path.iterdir()) == []

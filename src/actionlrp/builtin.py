@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from actionlrp.atomic import write_text_atomic
 from actionlrp.errors import DatasetError
 from actionlrp.flow import average_on_grid
 from actionlrp.synthetic import (
@@ -401,7 +402,7 @@ def write_ground_truth(clip: ActionClip) -> Path:
         "distractor_boxes": clip.distractor_boxes.tolist(),
     }
     path = clip.path.with_suffix(".json")
-    path.write_text(_json_lines(data), encoding="utf-8")
+    write_text_atomic(path, _json_lines(data))
     return path
 
 
@@ -572,7 +573,7 @@ def make_dataset(
     }
     _remove_previous_dataset(root)
     root.mkdir(parents=True, exist_ok=True)
-    (root / _MANIFEST).write_text(_json_lines(manifest), encoding="utf-8")
+    write_text_atomic(root / _MANIFEST, _json_lines(manifest))
     bar = tqdm(total=len(plan), desc="synth", unit="clip", disable=None if progress else True)
     with bar:
         for _, action, c, i, codec, relative in plan:
@@ -592,7 +593,7 @@ def make_dataset(
             )
             bar.update()
     manifest["complete"] = True
-    (root / _MANIFEST).write_text(_json_lines(manifest), encoding="utf-8")
+    write_text_atomic(root / _MANIFEST, _json_lines(manifest))
     return DatasetInfo(
         root=root,
         classes=names,

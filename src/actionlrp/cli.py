@@ -595,6 +595,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ActionLRPError as exc:
         print(f"actionlrp: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an output that cannot be written: a full disk, no permission
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"actionlrp: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("actionlrp: interrupted", file=sys.stderr)
         return 2

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from actionlrp.descriptors import DescriptorParams
+from actionlrp.entries import ExtractionSpec
 from actionlrp.errors import ActionLRPError, EmptyClipError
 from actionlrp.extraction import _extract_in_worker, _Job, _Outcome, worker_died
 from actionlrp.fisher import FisherEncoder
-from actionlrp.store import ExtractionSpec, load_entry
+from actionlrp.store import load_entry
 
 __all__ = ["close_clients", "connect", "encode_on_cluster", "run_on_cluster"]
 

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from actionlrp.atomic import write_text_atomic
 from actionlrp.builtin import LOCALISATION_KEYS, make_dataset
 from actionlrp.datasets import load_split
 from actionlrp.model import ActionModel, evaluate_clips
@@ -59,7 +60,7 @@ def run(out: Path, clips_per_class: int = 12, width: int = 320, height: int = 24
         **{k: explained_data[k] for k in LOCALISATION_KEYS if k in explained_data},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    (out / "demo.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(out / "demo.json", json.dumps(summary, indent=2))
     return summary
 
 

@@ -38,16 +38,10 @@ from tqdm import tqdm
 
 from actionlrp.datasets import Clip
 from actionlrp.descriptors import DescriptorParams, LocalDescriptors, describe
+from actionlrp.entries import ENTRY_FORMAT, ExtractionSpec, file_sha256, read_entry, write_entry
 from actionlrp.errors import ActionLRPError, StoreError
 from actionlrp.motion import motion_field
-from actionlrp.store import (
-    ENTRY_FORMAT,
-    ExtractionSpec,
-    FeatureStore,
-    file_sha256,
-    read_entry,
-    write_entry,
-)
+from actionlrp.store import FeatureStore
 from actionlrp.video import MotionField
 
 __all__ = [

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from actionlrp import __version__, datasets
+from actionlrp.atomic import atomic_file
 from actionlrp.classifier import LinearClassifier, evaluate_scores
 from actionlrp.datasets import Clip, group_kfold, hmdb51_split
 from actionlrp.descriptors import DescriptorParams, LocalDescriptors
@@ -323,15 +323,9 @@ class ActionModel:
             "versions": _versions(),
             "checksum": _checksum(arrays),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent, prefix=f".{path.stem}-")
-        os.close(fd)
-        try:
-            meta_bytes = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+        meta_bytes = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+        with atomic_file(path) as tmp:
             np.savez(tmp, **arrays, **{_META: meta_bytes})
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         return path
 
     @classmethod

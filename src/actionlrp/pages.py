@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from actionlrp.atomic import write_text_atomic
 from actionlrp.relevance import Explanation
 from actionlrp.render import (
     FEATURE_NAMES,
@@ -495,7 +496,7 @@ def write_report(
         ),
     }
     numbers = summary(explanation)
-    (out / "summary.json").write_text(json.dumps(numbers, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps(numbers, indent=2))
     name = html.escape(title or Path(video).name)
     heading, heading_text = _heading(explanation)
     chart, chart_data = frame_chart_svg(explanation, interval, top=len(top))
@@ -608,7 +609,7 @@ in the video and the frames (they saturate at the 99.5th percentile of |R|).</p>
 </body></html>
 """
     report = out / "report.html"
-    report.write_text(page)
+    write_text_atomic(report, page)
     return report
 
 
@@ -670,5 +671,5 @@ Relevance by the {rule_text(data["rule"])}.</p>
 </body></html>
 """
     report = out / "report.html"
-    report.write_text(page)
+    write_text_atomic(report, page)
     return report

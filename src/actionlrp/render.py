@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from actionlrp.atomic import atomic_file  # noqa: E402
 from actionlrp.relevance import Explanation  # noqa: E402
 from actionlrp.video import MotionField, open_video  # noqa: E402
 
@@ -212,6 +213,12 @@ def _draw_arrows(image: np.ndarray, flow: np.ndarray, cell: int, step: int = 2) 
 # Figures
 
 
+def _save(fig, out: Path) -> None:
+    """``fig.savefig(out)``, whole or not at all (the format from ``out``'s suffix)."""
+    with atomic_file(out) as tmp:
+        fig.savefig(tmp, format=Path(out).suffix.lstrip(".") or None)
+
+
 def plot_frame_relevance(explanation: Explanation, out: Path, interval=None) -> Path:
     """The relevance of each frame over time (the paper's Fig. 6)."""
     r = explanation.frame_relevance
@@ -232,7 +239,7 @@ def plot_frame_relevance(explanation: Explanation, out: Path, interval=None) -> 
     ax.set_ylabel("relevance $r_t$")
     ax.set_title(f"frame relevance for '{explanation.class_name}'", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out)
+    _save(fig, out)
     plt.close(fig)
     return out
 
@@ -251,7 +258,7 @@ def plot_feature_shares(explanation: Explanation, out: Path) -> Path:
     ax.set_ylabel("relevance")
     ax.set_title("feature types", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out)
+    _save(fig, out)
     plt.close(fig)
     return out
 
@@ -304,7 +311,7 @@ def _overlay_row(panels: list[tuple], cell: int, out: Path, fontsize: int = 9) -
         ax.set_title(title, fontsize=fontsize)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(out)
+    _save(fig, out)
     plt.close(fig)
     return out
 
@@ -351,7 +358,7 @@ def plot_class_shares(shares: dict, out: Path) -> Path:
     ax.set_ylabel("Σ relevance (true positives)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out)
+    _save(fig, out)
     plt.close(fig)
     return out
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from actionlrp.atomic import write_text_atomic
 from actionlrp.datasets import Clip
 from actionlrp.errors import ActionLRPError, EmptyClipError
 from actionlrp.model import ActionModel
@@ -156,7 +157,7 @@ def explain_dataset(
         correct = [r[key] for r in rows if key in r and r["true"] == r["predicted"]]
         if correct:
             summary[key] = float(np.mean(correct))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return write_dataset_page(out, summary, figures, frame_figures, LOCALISATION_KEYS)
 
 

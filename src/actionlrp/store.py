@@ -18,23 +18,27 @@ with entries named by their key (``by="key"``) instead of by the clip's path, an
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import socket
 import tempfile
 import time
-import zipfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from actionlrp import __version__
+from actionlrp.atomic import HOST
 from actionlrp.datasets import VIDEO_SUFFIXES, Clip, Split, load_split
-from actionlrp.descriptors import FEATURE_TYPES, DescriptorParams, LocalDescriptors
+from actionlrp.descriptors import DescriptorParams, LocalDescriptors
+from actionlrp.entries import (
+    EntryInfo,
+    ExtractionSpec,
+    entry_info,
+    file_sha256,
+    read_entry,
+)
 from actionlrp.errors import DatasetError, EmptyClipError, StoreError
 
 if TYPE_CHECKING:
@@ -42,8 +46,6 @@ if TYPE_CHECKING:
     from actionlrp.fisher import FisherEncoder
 
 __all__ = [
-    "ENTRY_FORMAT",
-    "ExtractionSpec",
     "FeatureStore",
     "StoredDescriptors",
     "kept_indices",
@@ -51,208 +53,9 @@ __all__ = [
     "transform",
 ]
 
-#: Version of an entry's content; part of every key.
-ENTRY_FORMAT = 2
 STORE_FORMAT = "actionlrp-store"
 HEADER = "store.json"
 MANIFEST = "manifest.jsonl"
-_HOST = socket.gethostname().replace("~", "-")[:40]
-
-
-@dataclass(frozen=True)
-class ExtractionSpec:
-    """Everything a clip's descriptors depend on besides the clip itself.
-
-    Attributes
-    ----------
-    motion : {"mv", "flow"}
-    cell : int
-        Motion-field grid cell in pixels.
-    params : DescriptorParams
-    transcode : bool
-        Re-encode clips whose codec exports no vectors (not part of the key: an entry records
-        whether it was transcoded).
-    """
-
-    motion: str = "mv"
-    cell: int = 8
-    params: DescriptorParams = field(default_factory=DescriptorParams)
-    transcode: bool = False
-
-    def key(self, content_sha256: str) -> str:
-        """sha256 of the clip's content (hex) and of everything the descriptors depend on."""
-        spec = {
-            "format": ENTRY_FORMAT,
-            "actionlrp": __version__,
-            "content": content_sha256,
-            "motion": self.motion,
-            "cell": int(self.cell),
-            "params": asdict(self.params),
-        }
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-
-    def to_json(self) -> dict:
-        return {
-            "motion": self.motion,
-            "cell": int(self.cell),
-            "params": asdict(self.params),
-            "transcode": bool(self.transcode),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> ExtractionSpec:
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in data["params"].items()}
-        return cls(
-            data["motion"],
-            int(data["cell"]),
-            DescriptorParams(**params),
-            bool(data.get("transcode", False)),
-        )
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's content, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# Entries
-
-
-@dataclass(frozen=True)
-class EntryInfo:
-    """What an entry says of itself, without its descriptors."""
-
-    key: str
-    content: str
-    source_size: int
-    source_mtime_ns: int
-    n_frames: int
-    n_cubes: int
-
-
-def read_entry(
-    path: str | os.PathLike, params: DescriptorParams, transcode: bool, key: str | None = None
-) -> tuple[LocalDescriptors, int] | None:
-    """``(descriptors, n_frames)`` of an entry, or None when it is absent, unreadable, of
-    another format or key, of other dimensions, or made by re-encoding a clip while
-    ``transcode`` is False."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if int(data["format"]) != ENTRY_FORMAT:
-                return None
-            if key is not None and str(data["key"]) != key:
-                return None
-            if bool(data["transcoded"]) and not transcode:
-                return None  # recompute, so the clip fails as it would without a cache
-            n_frames = int(data["n_frames"])
-            boxes = data["boxes"]
-            features = {k: data[k] for k in FEATURE_TYPES}
-    except Exception:  # noqa: BLE001 — any unreadable entry is a miss
-        return None
-    n = boxes.shape[0] if boxes.ndim == 2 else -1
-    dims = params.dims()
-    ok = boxes.shape == (n, 6) and boxes.dtype == np.int32 and n_frames >= 0
-    ok = ok and all(f.dtype == np.float32 and f.shape == (n, dims[k]) for k, f in features.items())
-    return (LocalDescriptors(features, boxes), n_frames) if ok else None
-
-
-def entry_info(path: str | os.PathLike) -> EntryInfo | None:
-    """The header of an entry of this format (its key, source and size), or None."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if int(data["format"]) != ENTRY_FORMAT or set(data.files) < {"key", *FEATURE_TYPES}:
-                return None
-            return EntryInfo(
-                str(data["key"]),
-                str(data["content"]),
-                int(data["source_size"]),
-                int(data["source_mtime_ns"]),
-                int(data["n_frames"]),
-                int(data["boxes"].shape[0]),
-            )
-    except Exception:  # noqa: BLE001 — unreadable: not an entry
-        return None
-
-
-def write_entry(
-    path: str | os.PathLike,
-    desc: LocalDescriptors,
-    n_frames: int,
-    transcoded: bool,
-    compress: bool,
-    source: dict[str, Any] | None = None,
-    durable: bool = False,
-) -> None:
-    """Write an entry (``.npz``, arrays only) atomically: a temporary file, then ``os.replace``.
-
-    ``compress``: deflate at level 1, a third of the size for about the cost of the extraction
-    (level 6, ``np.savez_compressed``'s, costs twice that for 5 % less). ``source``: ``key``,
-    ``content`` (sha256), ``source_size`` and ``source_mtime_ns`` of the clip. ``durable``:
-    fsync before the rename, so a power cut leaves the old state or the whole entry. On any
-    error the temporary file is removed and the exception (an `OSError`) goes to the caller.
-    """
-    source = source or {}
-    arrays = {
-        "format": np.int64(ENTRY_FORMAT),
-        "n_frames": np.int64(n_frames),
-        "transcoded": np.bool_(transcoded),
-        "key": np.str_(source.get("key", "")),
-        "content": np.str_(source.get("content", "")),
-        "source_size": np.int64(source.get("source_size", -1)),
-        "source_mtime_ns": np.int64(source.get("source_mtime_ns", -1)),
-        "boxes": desc.boxes,
-        **desc.features,
-    }
-    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with atomic_file(path) as tmp, open(tmp, "wb") as f:
-        with zipfile.ZipFile(f, "w", method, compresslevel=1 if compress else None) as archive:
-            for name, array in arrays.items():
-                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-
-
-class atomic_file:  # noqa: N801 — used as a context manager, like open()
-    """``with atomic_file(path) as tmp:`` write ``tmp``; it becomes ``path`` on success only.
-
-    The temporary file lies beside ``path`` (same folder, same suffix, so writers that choose
-    the format by suffix still do), hidden, and named after this host and process, so a later
-    run can tell a dead writer's leftover (`FeatureStore.clean_temporaries`).
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        prefix = f".{self.path.name[:80]}~{_HOST}~{os.getpid()}~"
-        fd, tmp = tempfile.mkstemp(
-            prefix=prefix, suffix=f".tmp{self.path.suffix}", dir=self.path.parent
-        )
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                os.replace(self.tmp, self.path)
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file whole or not at all (UTF-8)."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,7 +125,7 @@ class FeatureStore:
             try:
                 root.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(
-                    prefix=f".{HEADER}~{_HOST}~{os.getpid()}~", suffix=".tmp", dir=root
+                    prefix=f".{HEADER}~{HOST}~{os.getpid()}~", suffix=".tmp", dir=root
                 )
                 os.write(fd, (json.dumps(header, indent=2, sort_keys=True) + "\n").encode())
                 os.close(fd)
@@ -480,7 +283,7 @@ class FeatureStore:
                 path = Path(folder) / name
                 _, host, pid, _ = name.rsplit("~", 3)
                 try:
-                    dead = host == _HOST and pid.isdigit() and not _alive(int(pid))
+                    dead = host == HOST and pid.isdigit() and not _alive(int(pid))
                     if dead or now - path.stat().st_mtime > max_age:
                         path.unlink()
                         removed += 1

@@ -30,6 +30,7 @@ from actionlrp.errors import (  # noqa: E402
     EmptyClipError,
     ModelFileError,
     NoMotionVectorsError,
+    StoreError,
     UnknownClassError,
     VideoError,
 )
@@ -68,6 +69,8 @@ _PUBLIC = {
     "folder_dataset": "actionlrp.datasets",
     "load_split": "actionlrp.datasets",
     "extract_descriptors": "actionlrp.extraction",
+    "extract_to_store": "actionlrp.extraction",
+    "FeatureStore": "actionlrp.store",
     "make_dataset": "actionlrp.builtin",
 }
 
@@ -77,6 +80,7 @@ __all__ = [
     "EmptyClipError",
     "ModelFileError",
     "NoMotionVectorsError",
+    "StoreError",
     "UnknownClassError",
     "VideoError",
     "__version__",

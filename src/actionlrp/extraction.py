@@ -241,8 +241,12 @@ def _check_extraction_args(motion: str, cell: int, params: DescriptorParams, n_j
 
 def _process_context() -> multiprocessing.context.BaseContext:
     """forkserver where available, else spawn: never fork a process that runs PyAV threads."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # The server imports the extraction once; each worker is forked from it ready to run.
+    context.set_forkserver_preload(["actionlrp.extraction"])
+    return context
 
 
 def _run_in_processes(jobs: list[_Job], n_jobs: int, spec: ExtractionSpec, done) -> None:

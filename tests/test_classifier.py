@@ -146,3 +146,21 @@ def test_evaluate_scores_skips_classes_without_clips_in_mean_ap():
         evaluate_scores(["a"], np.zeros((1, 2)), list("abc"))
     with pytest.raises(ValueError, match="not one str"):
         evaluate_scores(["a"], np.zeros((1, 3)), "abc")
+
+
+@pytest.mark.parametrize("classes", [CLASSES, CLASSES[:2]])
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_dual_solution_is_liblinears_linear_svm(classes, class_weight):
+    from sklearn.svm import LinearSVC
+
+    rng = np.random.default_rng(5)
+    X, y = separable(n_per_class=15, dim=300, classes=classes)
+    X = X + 1.5 * rng.standard_normal(X.shape).astype(np.float32)  # overlapping: margins bind
+    keep = np.r_[0 : len(y) - 7]  # unequal classes, so the weights matter
+    X, y = X[keep], y[keep]
+    ours = LinearClassifier(C=0.3, class_weight=class_weight).fit(X, y)
+    theirs = LinearSVC(C=0.3, class_weight=class_weight, tol=1e-8, max_iter=100_000).fit(X, y)
+    coef = ours.coef_[1:] if len(classes) == 2 else ours.coef_
+    intercept = ours.intercept_[1:] if len(classes) == 2 else ours.intercept_
+    np.testing.assert_allclose(coef, theirs.coef_, atol=1e-5 * np.abs(theirs.coef_).max())
+    np.testing.assert_allclose(intercept, theirs.intercept_, atol=1e-5)

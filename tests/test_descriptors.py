@@ -206,6 +206,37 @@ def test_second_scale_adds_48_px_cubes(square_clips):
     assert (sizes == 48).sum() == cube_count(field.n_frames, field.height, field.width, cube=48)
 
 
+@pytest.mark.parametrize("normalization", ["root", "l2"])
+def test_slice_normalisation_gives_each_time_slice_unit_norm(square_clips, normalization):
+    field = read_motion_field(square_clips["libx264", 0].path)
+    whole = describe(field, DescriptorParams(normalization=normalization, mbh_floor=0.0))
+    sliced = describe(
+        field,
+        DescriptorParams(normalization=normalization, mbh_floor=0.0, slice_normalization=True),
+    )
+    raw = describe(field, RAW)
+    for name, x in sliced.features.items():
+        slices = x.reshape(len(x), 3, -1)
+        norms = np.linalg.norm(slices, axis=2)
+        nonzero = norms > 0
+        assert nonzero.mean() > 0.5
+        assert np.allclose(norms[nonzero], 1.0, atol=1e-4)
+        # each slice is its raw histogram rescaled (rooted): the same bins stay empty
+        shape = raw.features[name].reshape(len(x), 3, -1)
+        assert np.array_equal(slices > 0, shape > 0)
+        assert not np.allclose(x, whole.features[name])
+
+
+def test_second_scale_takes_a_stride_of_its_own(square_clips):
+    field = read_motion_field(square_clips["libx264", 0].path)
+    both = describe(field, DescriptorParams(cube_px=(32, 48), stride_px=(16, 24)))
+    large = both.boxes[both.boxes[:, 3] - both.boxes[:, 2] == 48]
+    assert set(np.diff(np.unique(large[:, 4]))) == {24}
+    assert len(large) == cube_count(field.n_frames, field.height, field.width, cube=48, stride=24)
+    with pytest.raises(ValueError, match="stride_px"):
+        describe(field, DescriptorParams(cube_px=(32, 48), stride_px=(16, 24, 8)))
+
+
 def test_bad_parameters_are_refused(square_clips):
     field = read_motion_field(square_clips["libx264", 0].path)
     with pytest.raises(ValueError, match="normalization"):

@@ -462,3 +462,27 @@ def test_pca_layer_by_alpha_beta_equals_a_direct_computation_and_conserves(setup
     assert absorbed == pytest.approx(r3.sum() - sum(d.sum() for d in direct.values()), abs=1e-9)
     if root == "zero":
         assert abs(absorbed) < 1e-9 * np.abs(r3).sum()
+
+
+def test_two_scales_with_slice_normalisation_explain_and_share_by_scale(setup):
+    from actionlrp.descriptors import DescriptorParams
+    from actionlrp.pages import summary
+
+    params = DescriptorParams(cube_px=(32, 48), stride_px=(16, 24), slice_normalization=True)
+    _, fields, _, labels = setup
+    model = ActionModel(
+        n_components=2,
+        pca_dims=None,
+        descriptor_params=params,
+        max_samples=5000,
+        n_jobs=1,
+        progress=False,
+    )
+    model.fit_descriptors([describe(f, params) for f in fields], labels)
+    e = explain(model, fields[0], describe(fields[0], params))
+    assert sorted(e.scale_relevance) == [32, 48]
+    r2_total = sum(r.sum() for r in e.relevance_descriptors.values())
+    assert sum(e.scale_relevance.values()) == pytest.approx(r2_total, rel=1e-9)
+    assert e.relevance_voxels.sum() == pytest.approx(r2_total, rel=1e-9)
+    assert e.score - r2_total == pytest.approx(e.absorbed, abs=1e-9)
+    assert set(summary(e)["scale_relevance"]) == {"32 px", "48 px"}

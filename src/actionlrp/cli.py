@@ -57,7 +57,12 @@ def _model_params(args: argparse.Namespace) -> dict:
     from actionlrp.descriptors import DescriptorParams
 
     return {
-        "descriptor_params": DescriptorParams(max_width=args.max_width),
+        "descriptor_params": DescriptorParams(
+            cube_px=tuple(args.cube_px),
+            stride_px=args.stride_px[0] if len(args.stride_px) == 1 else tuple(args.stride_px),
+            slice_normalization=args.slice_normalization,
+            max_width=args.max_width,
+        ),
         "motion": args.motion,
         "n_components": args.k,
         "pca_dims": args.pca or None,
@@ -255,6 +260,16 @@ def cmd_cv(args: argparse.Namespace) -> int:
     _say_unconverged(report["gmm_unconverged"], FisherEncoder().max_iter)
     report["seconds"] = round(time.perf_counter() - start, 3)
     _print(report, args.json)
+    if not args.json:
+        names = {
+            "extraction": "extraction",
+            "gmm": "GMM",
+            "encode": "encoding",
+            "svm": "SVM",
+            "test": "testing",
+        }
+        spent = report["stage_seconds"]
+        print("time spent: " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in spent.items()))
     return _exit_code(report["n_failed"], report["n_clips"])
 
 
@@ -421,6 +436,25 @@ def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
             type=int,
             default=None,
             help="describe wider videos at 1/f of their size (e.g. 320; default: native)",
+        )
+        p.add_argument(
+            "--cube-px",
+            type=int,
+            nargs="+",
+            default=[32],
+            help="cube side(s) in px, one per scale (default 32; 32 48 adds the second scale)",
+        )
+        p.add_argument(
+            "--stride-px",
+            type=int,
+            nargs="+",
+            default=[16],
+            help="cube stride in px, one for all scales or one per scale (default 16)",
+        )
+        p.add_argument(
+            "--slice-normalization",
+            action="store_true",
+            help="normalise each time slice of a descriptor on its own",
         )
         p.add_argument("--transcode", action="store_true", help="re-encode codecs without vectors")
     p.add_argument("--jobs", type=int, default=2, help="extraction processes (default 2)")

@@ -44,8 +44,10 @@ class DescriptorParams:
         Half of each must be a multiple of the motion field's cell.
     cell_frames : int
         Frames per time cell (5); a cube spans ``3 * cell_frames`` frames.
-    stride_px : int
-        Spatial stride of cubes in pixels (16); a multiple of the field's cell.
+    stride_px : int or tuple of int
+        Spatial stride of cubes in pixels (16), one for every scale or one per entry of
+        ``cube_px`` (Kantorov & Laptev: ``(16, 24)`` for ``(32, 48)``); multiples of the
+        field's cell.
     still_threshold : float
         Flow magnitude in px per frame under which a vector counts in HOF's no-motion bin (1.0).
     normalization : str
@@ -63,15 +65,25 @@ class DescriptorParams:
         are, and the gradients of motion-vector noise stay small instead of being blown up to
         unit mass like a real boundary. 0: plain RootSIFT. HOF needs no floor: each voxel adds
         at least ``still_threshold``.
+    slice_normalization : bool
+        Normalise each of a cube's 3 time slices on its own (Kantorov & Laptev) instead of the
+        whole cube at once; the MBH floor is then a third per slice.
     """
 
     cube_px: tuple[int, ...] = (32,)
     cell_frames: int = 5
-    stride_px: int = 16
+    stride_px: int | tuple[int, ...] = 16
     still_threshold: float = 1.0
     normalization: str = "root"
     max_width: int | None = None
     mbh_floor: float = 1.0
+    slice_normalization: bool = False
+
+    def strides(self) -> tuple[int, ...]:
+        """The stride of each cube size, in pixels."""
+        if isinstance(self.stride_px, int | np.integer):
+            return (int(self.stride_px),) * len(self.cube_px)
+        return tuple(int(s) for s in self.stride_px)
 
     def dims(self) -> dict[str, int]:
         """Dimensions per feature type: 108, 96, 96 with the defaults."""
@@ -130,11 +142,18 @@ def _check(field_: MotionField, params: DescriptorParams) -> None:
             raise ValueError(
                 f"cube_px {size} must be a multiple of twice the field's cell ({field_.cell} px)"
             )
-    if params.stride_px % field_.cell:
+    strides = params.strides()
+    if len(strides) != len(params.cube_px):
         raise ValueError(
-            f"stride_px {params.stride_px} must be a multiple of the field's cell "
-            f"({field_.cell} px)"
+            f"stride_px {params.stride_px} must give one stride or one per cube size "
+            f"{params.cube_px}"
         )
+    for stride in strides:
+        if stride < field_.cell or stride % field_.cell:
+            raise ValueError(
+                f"stride_px {stride} must be a positive multiple of the field's cell "
+                f"({field_.cell} px)"
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,7 +486,13 @@ def _describe_into(
                 for name, h in hist.items():
                     floor = _mass_floor(params, grid.cs, name)
                     _cubes_into(
-                        h[:n_tc], grid, params.normalization, rows[name][block], work, floor
+                        h[:n_tc],
+                        grid,
+                        params.normalization,
+                        rows[name][block],
+                        work,
+                        floor,
+                        _TIME_CELLS if params.slice_normalization else 1,
                     )
 
 
@@ -533,7 +558,7 @@ class _CubeGrid(NamedTuple):
 def _cube_grid(field_: MotionField, params: DescriptorParams, cube_px: int) -> _CubeGrid:
     c = field_.cell
     cs = cube_px // _SPATIAL_CELLS // c
-    ss = params.stride_px // c
+    ss = params.strides()[params.cube_px.index(cube_px)] // c
     rows, cols = field_.height // c, field_.width // c  # grid cells wholly inside the frame
     ny = (rows - _SPATIAL_CELLS * cs) // ss + 1 if rows >= _SPATIAL_CELLS * cs else 0
     nx = (cols - _SPATIAL_CELLS * cs) // ss + 1 if cols >= _SPATIAL_CELLS * cs else 0
@@ -561,9 +586,11 @@ def _cubes_into(
     out: np.ndarray,
     work: _Workspace,
     floor: float = 0.0,
+    parts: int = 1,
 ) -> None:
     """The normalised descriptors of every cube whose time cells ``hist`` (n, gh, gw, B) holds,
-    into the rows of ``out`` ((n − 2) · ny · nx, 12 · B), by time, then row, then column.
+    into the rows of ``out`` ((n − 2) · ny · nx, 12 · B), by time, then row, then column; each
+    of a row's ``parts`` equal segments (1: the whole cube, 3: each time slice) on its own.
 
     design §2: every cube from spatial cell sums, gathered in one pass.
     """
@@ -572,7 +599,9 @@ def _cubes_into(
     _spatial_sums_into(hist, grid.cs, cells, work)
     nt = n - _TIME_CELLS + 1
     code = _NORMALIZATIONS[normalization]
-    _gather_cubes(cells, nt, grid.ny, grid.nx, grid.cs, grid.ss, code, np.float32(floor), out)
+    _gather_cubes(
+        cells, nt, grid.ny, grid.nx, grid.cs, grid.ss, code, np.float32(floor / parts), parts, out
+    )
 
 
 def _spatial_sums_into(h: np.ndarray, cs: int, out: np.ndarray, work: _Workspace) -> None:
@@ -634,8 +663,8 @@ def _numpy_sum(x, n, squares):
 
 
 @njit(inline="always")
-def _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, out, n_bins):
-    dims = out.shape[1]
+def _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, parts, out, n_bins):
+    size = out.shape[1] // parts
     tiny = np.float32(1e-12)
     least = max(floor, tiny)
     n = 0
@@ -651,39 +680,45 @@ def _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, out, n_bin
                             for b in range(n_bins):
                                 row[o + b] = src[b]
                             o += n_bins
-                if normalization == 1:  # RootSIFT: L1 (histograms are ≥ 0: the sum), then √
-                    total = _numpy_sum(row, dims, False)
-                    if total < least:
-                        total = least
-                    for q in range(dims):
-                        row[q] = np.sqrt(row[q] / total)
-                elif normalization == 2:
-                    norm = np.sqrt(_numpy_sum(row, dims, True))
-                    if norm < tiny:
-                        norm = tiny
-                    for q in range(dims):
-                        row[q] = row[q] / norm
+                for p in range(parts if normalization else 0):
+                    part = row[p * size : (p + 1) * size]
+                    if normalization == 1:  # RootSIFT: L1 (histograms are ≥ 0: the sum), then √
+                        total = _numpy_sum(part, size, False)
+                        if total < least:
+                            total = least
+                        for q in range(size):
+                            part[q] = np.sqrt(part[q] / total)
+                    else:
+                        norm = np.sqrt(_numpy_sum(part, size, True))
+                        if norm < tiny:
+                            norm = tiny
+                        for q in range(size):
+                            part[q] = part[q] / norm
                 n += 1
 
 
 @njit(
-    "void(float32[:, :, :, ::1], int64, int64, int64, int64, int64, int64, float32, "
+    "void(float32[:, :, :, ::1], int64, int64, int64, int64, int64, int64, float32, int64, "
     "float32[:, ::1])",
     cache=True,
     nogil=True,
 )
-def _gather_cubes(cells, nt, ny, nx, cs, ss, normalization, floor, out):
+def _gather_cubes(cells, nt, ny, nx, cs, ss, normalization, floor, parts, out):
     """Rows of ``out`` (nt · ny · nx, 12 · B): the (time, row, column) cells of each cube,
-    normalised (0 none, 1 root with L1 mass at least ``floor``, 2 l2). ``cells`` (nt + 2, gh′,
-    gw′, B): spatial cell sums."""
+    normalised (0 none, 1 root with L1 mass at least ``floor``, 2 l2), each of ``parts`` equal
+    segments on its own. ``cells`` (nt + 2, gh′, gw′, B): spatial cell sums."""
     n_bins = cells.shape[3]
     # A constant bin count lets the compiler unroll the copies.
     if n_bins == N_ORIENTATIONS + 1:
-        _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, out, N_ORIENTATIONS + 1)
+        _gather_cubes_of(
+            cells, nt, ny, nx, cs, ss, normalization, floor, parts, out, N_ORIENTATIONS + 1
+        )
     elif n_bins == N_ORIENTATIONS:
-        _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, out, N_ORIENTATIONS)
+        _gather_cubes_of(
+            cells, nt, ny, nx, cs, ss, normalization, floor, parts, out, N_ORIENTATIONS
+        )
     else:
-        _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, out, n_bins)
+        _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, parts, out, n_bins)
 
 
 def save_descriptors(desc: LocalDescriptors, path: str | os.PathLike) -> Path:

@@ -626,7 +626,7 @@ def still_reference(
 def _still_descriptors(params: DescriptorParams, cell: int) -> LocalDescriptors:
     """One motionless cube per size of ``params``, described (read-only arrays, shared)."""
     rows = []
-    for size in params.cube_px:
+    for size, stride in zip(params.cube_px, params.strides(), strict=True):
         still = MotionField(
             flow=np.zeros((_TIME_CELLS * params.cell_frames, size // cell, size // cell, 2), "f4"),
             frame_types=np.array(["P"] * (_TIME_CELLS * params.cell_frames)),
@@ -637,7 +637,7 @@ def _still_descriptors(params: DescriptorParams, cell: int) -> LocalDescriptors:
             fps=25.0,
             cell=cell,
         )
-        rows.append(describe(still, dataclasses.replace(params, cube_px=(size,))))
+        rows.append(describe(still, dataclasses.replace(params, cube_px=(size,), stride_px=stride)))
     reference = LocalDescriptors.concatenate(rows)
     for array in (*reference.features.values(), reference.boxes):
         array.flags.writeable = False

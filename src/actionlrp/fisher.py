@@ -28,7 +28,6 @@ float64 round-off, which is what the ε-rule's conservation needs.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,13 +35,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
 from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.descriptors import FEATURE_TYPES, LocalDescriptors
 from actionlrp.errors import EmptyClipError
+from actionlrp.gmm import DiagonalGMM
 
 if TYPE_CHECKING:
     from actionlrp.relevance import Forward
@@ -183,6 +181,7 @@ class FisherEncoder(BaseEstimator):
         feature_types: Sequence[str] = FEATURE_TYPES,
         reg_covar: float = 1e-4,
         max_iter: int = 100,
+        tol: float = 1e-3,
         random_state: int = 0,
     ):
         self.n_components = n_components
@@ -191,6 +190,7 @@ class FisherEncoder(BaseEstimator):
         self.feature_types = feature_types
         self.reg_covar = reg_covar
         self.max_iter = max_iter
+        self.tol = tol
         self.random_state = random_state
 
     # ----------------------------------------------------------------------------------------
@@ -228,24 +228,13 @@ class FisherEncoder(BaseEstimator):
                 x = pca.fit_transform(x)
                 self.pca_mean_[f] = pca.mean_.astype(np.float64)
                 self.pca_components_[f] = pca.components_.astype(np.float64)
-            gmm = GaussianMixture(
+            gmm = DiagonalGMM(
                 n_components=self.n_components,
-                covariance_type="diag",
                 reg_covar=self.reg_covar,
                 max_iter=self.max_iter,
+                tol=self.tol,
                 random_state=self.random_state,
-            )
-            with warnings.catch_warnings():
-                # EM stopping at max_iter is recorded in converged_, and said once by the caller
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                try:
-                    # EM in float32: its GEMMs run twice as fast as float64 ones and the GMM fit
-                    # is most of the cost of training (the encoding maths stays float64)
-                    gmm.fit(x.astype(np.float32))
-                except ValueError:
-                    # a variance lost to float32 cancellation (E[x²] − μ² on data of a large
-                    # scale, e.g. unnormalised descriptors): fit again in float64
-                    gmm.fit(x)
+            ).fit(x)
             self.converged_[f] = bool(gmm.converged_)
             weights = gmm.weights_.astype(np.float64)
             self.weights_[f] = weights / weights.sum()

@@ -54,6 +54,7 @@ def summary(explanation: Explanation, top_k: int = 5) -> dict:
         "rule": explanation.rule.summary(),
         "frame_relevance": [float(v) for v in explanation.frame_relevance],
         "feature_relevance": {f: float(v) for f, v in explanation.feature_relevance.items()},
+        "scale_relevance": {f"{s} px": v for s, v in explanation.scale_relevance.items()},
         "top_frames": [int(t) for t in explanation.top_frames(top_k)],
     }
 
@@ -533,6 +534,13 @@ def write_report(
         f"{_bar_cell(v, biggest_feature, 'pos' if v >= 0 else 'neg')}</tr>"
         for f, v in feature_values.items()
     )
+    if len(explanation.scale_relevance) > 1:
+        biggest = max(abs(v) for v in explanation.scale_relevance.values())
+        feature_rows += "".join(
+            f"<tr><td>cubes of {s} px</td><td class='num'>{_signed(v)}</td>"
+            f"{_bar_cell(v, biggest, 'pos' if v >= 0 else 'neg')}</tr>"
+            for s, v in explanation.scale_relevance.items()
+        )
     c = html.escape(explanation.class_name)
     if explanation.versus is None:
         red, blue = f"evidence for {c}", f"evidence against {c}"

@@ -121,6 +121,9 @@ class Explanation:
         The clip's file, where the explanation came from one (`ActionModel.explain`).
     field : MotionField or None
         The clip's motion field, the input layer the heatmaps are drawn on.
+    scale_relevance : dict of int to float
+        Σ R(2) of the descriptors of each cube size in px (one entry per scale; empty for
+        occlusion).
     method : str
         How the relevance was found: ``"lrp"`` (`explain`), or ``"occlusion"``
         (`actionlrp.occlusion.occlusion`: no R(3) nor R(2), and ``rule`` is unused).
@@ -143,6 +146,7 @@ class Explanation:
     video: Path | None = None
     field: MotionField | None = None
     method: str = "lrp"
+    scale_relevance: dict[int, float] = dataclasses.field(default_factory=dict)
 
     @property
     def relevance_total(self) -> float:
@@ -283,7 +287,15 @@ def explain(
         versus=None if versus is None else classes[other],
         video=state.video,
         field=field,
+        scale_relevance=_per_scale(state.descriptors.boxes, r2),
     )
+
+
+def _per_scale(boxes: np.ndarray, r2: dict[str, np.ndarray]) -> dict[int, float]:
+    """Σ R(2) over feature types and the descriptors of each cube size (px)."""
+    total = sum(r2.values())
+    sizes = boxes[:, 3] - boxes[:, 2]
+    return {int(s): float(total[sizes == s].sum()) for s in np.unique(sizes)}
 
 
 def _class_index(classes: list[str], class_name: str | None, scores: np.ndarray) -> int:

@@ -1,0 +1,115 @@
+"""Feature-store extraction at dataset scale: throughput with 1 and 2 workers, peak memory per
+worker as the dataset grows, Fisher-vector encoding from the store, and what that projects for
+HMDB51 (≈ 6,800 clips, ≈ 640,000 frames) on this machine.
+
+    .venv/bin/python benchmarks/bench_store.py [--quick] [--json out/bench_store/result.json]
+
+Generates its datasets once into out/bench_store/ (gitignored): ``small``, 540 built-in clips
+of 160×120 px × 60 frames, and ``hmdb_like``, 48 clips of 320×240 px × 94 frames (HMDB51's
+size and mean length). Every run extracts into a fresh store under out/bench_store/stores/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from actionlrp.builtin import make_dataset
+from actionlrp.datasets import load_split
+from actionlrp.entries import ExtractionSpec
+from actionlrp.extraction import extract_to_store
+from actionlrp.fisher import FisherEncoder
+from actionlrp.store import FeatureStore
+
+ROOT = Path(__file__).resolve().parents[1] / "out" / "bench_store"
+HMDB51_CLIPS, HMDB51_FRAMES = 6_800, 640_000
+
+
+def dataset(name: str, **kwargs) -> list:
+    folder = ROOT / name
+    if not (folder / "dataset.json").is_file():
+        print(f"generating {folder} …", file=sys.stderr)
+        make_dataset(folder, seed=0, **kwargs)
+    split = load_split(folder)
+    return list(split.train + split.test)
+
+
+def extract(name: str, clips: list, n_jobs: int, scheduler: str | None = None) -> dict:
+    out = ROOT / "stores" / name
+    shutil.rmtree(out, ignore_errors=True)
+    store = FeatureStore.create(out, clips[0].path.parents[2], ExtractionSpec())
+    run = extract_to_store(clips, store, n_jobs=n_jobs, scheduler=scheduler, progress=False)
+    assert not run.failures, run.failures[:1]
+    frames = sum(r["n_frames"] for r in store.manifest().values())
+    return {
+        "clips": run.n_clips,
+        "workers": n_jobs,
+        "seconds": round(run.seconds, 2),
+        "clips_per_s": round(run.n_clips / run.seconds, 1),
+        "frames_per_s": round(frames / run.seconds, 0),
+        "worker_peak_mb": round(run.worker_peak_mb, 1),
+        "store_mb": round(sum(p.stat().st_size for p in out.rglob("*.npz")) / 2**20, 1),
+    }
+
+
+def encoding(clips: list, n_jobs: int) -> dict:
+    """Fit the paper's encoder (K = 256, PCA 48) on the store, then time encoding every clip."""
+    store = FeatureStore.open(ROOT / "stores" / "hmdb_like-2")
+    result = store.read([c.path for c in clips])
+    encoder = FisherEncoder(n_components=256, pca_dims=48, max_samples=50_000).fit(
+        result.descriptors
+    )
+    start = time.perf_counter()
+    phi = encoder.transform(result.descriptors)
+    seconds = time.perf_counter() - start
+    assert phi.shape == (len(clips), encoder.fv_dim_)
+    return {
+        "clips": len(clips),
+        "seconds": round(seconds, 2),
+        "ms_per_clip": round(1000 * seconds / len(clips), 1),
+        "cubes_per_clip": round(float(np.mean(result.descriptors.sizes)), 0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer clips, for a smoke test")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+    small = dataset("small", classes=6, clips_per_class=90)
+    hmdb = dataset("hmdb_like", classes=6, clips_per_class=8, width=320, height=240, n_frames=94)
+    if args.quick:
+        small, hmdb = small[:60], hmdb[:12]
+    machine = platform.processor() or platform.machine()
+    report: dict = {"machine": f"{os.cpu_count()} cores, {machine}"}
+    report["throughput_small"] = [extract(f"small-{n}", small, n) for n in (1, 2)]
+    report["throughput_hmdb_like"] = [extract(f"hmdb_like-{n}", hmdb, n) for n in (1, 2)]
+    for key in ("throughput_small", "throughput_hmdb_like"):
+        one, two = report[key]
+        report[key + "_ratio"] = round(two["clips_per_s"] / one["clips_per_s"], 2)
+    sizes = (20, 50, 100) if args.quick else (100, 250, 500)
+    report["memory"] = [extract(f"memory-{n}", small[:n], 2) for n in sizes]
+    report["encoding"] = encoding(hmdb, 1)
+    fps = report["throughput_hmdb_like"][1]["frames_per_s"]
+    extraction_min = HMDB51_FRAMES / fps / 60
+    encoding_min = HMDB51_CLIPS * report["encoding"]["ms_per_clip"] / 1000 / 60
+    report["hmdb51_projection_minutes"] = {
+        "extraction_2_workers": round(extraction_min, 1),
+        "encoding_1_process": round(encoding_min, 1),
+        "total": round(extraction_min + encoding_min, 1),
+    }
+    print(json.dumps(report, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

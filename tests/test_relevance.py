@@ -420,7 +420,8 @@ def test_absorbed_mass_bounds_the_net_absorbed_relevance(setup, rule):
         magnitude = np.abs(e.relevance_fv).sum()
         assert 0.0 <= e.absorbed_mass <= 1.0
         if rule == "paper":  # one ε-rule layer: |net| ≤ mass
-            assert abs(e.absorbed) <= e.absorbed_mass * magnitude * (1 + 1e-9) + 1e-12
+            # up to round-off, amplified where a tiny Ψ_d passes a large a_d = R(3)_d / Ψ_d
+            assert abs(e.absorbed) <= e.absorbed_mass * magnitude * (1 + 1e-9) + 1e-10
         masses.append(e.absorbed_mass)
     assert masses[0] > 0.99  # a huge ε keeps nearly everything
     assert masses[0] > masses[1] > masses[2]

@@ -21,13 +21,14 @@ import math
 import numpy as np
 from numba import njit
 from sklearn.base import BaseEstimator
-from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.cluster import KMeans
 
 from actionlrp._scratch import _in_pieces
 
 #: Rows of the subsample EM starts on, per component.
 SUBSAMPLE_PER_COMPONENT = 32
-INIT = "kmeans++"
+#: EM on the subsample stops at this fraction of ``tol``: its iterations are cheap.
+SUBSAMPLE_TOL_FACTOR = 0.1
 
 
 class DiagonalGMM(BaseEstimator):
@@ -96,34 +97,43 @@ class DiagonalGMM(BaseEstimator):
         n_sub = min(x.shape[0], SUBSAMPLE_PER_COMPONENT * k)
         sub = inputs[np.sort(rng.choice(x.shape[0], n_sub, replace=False))]
         d = x.shape[1]
-        seed = int(rng.integers(2**31 - 1))
-        if INIT == "kmeans":
-            km = KMeans(k, n_init=1, random_state=seed).fit(sub[:, :d])
-            seeds = km.cluster_centers_
-        else:
-            seeds, _ = kmeans_plusplus(sub[:, :d], k, random_state=seed)
-        # hard assignment to the nearest seed → the first M-step
-        nearest = _nearest(sub[:, :d], seeds.astype(np.float32))
+        # k-means on the subsample (k-means++ seeds, Lloyd; no empty cluster) → first M-step
+        labels = KMeans(k, n_init=1, random_state=int(rng.integers(2**31 - 1))).fit_predict(
+            sub[:, :d]
+        )
         gamma = np.zeros((n_sub, k), np.float32)
-        gamma[np.arange(n_sub), nearest] = 1.0
+        gamma[np.arange(n_sub), labels] = 1.0
         params = self._m_step(sub, gamma)
         if n_sub < x.shape[0]:
-            params, _, _, _ = self._em(sub, params, self.max_iter)
-        params, self.lower_bound_, self.n_iter_, self.converged_ = self._em(
-            inputs, params, self.max_iter
+            params, _, _, _ = self._em(sub, params, self.max_iter, SUBSAMPLE_TOL_FACTOR * self.tol)
+        gamma = np.empty((x.shape[0], k), np.float32)
+        _, self.lower_bound_, self.n_iter_, self.converged_ = self._em(
+            inputs, params, self.max_iter, self.tol, gamma
         )
-        weights, means, variances = params
-        self.weights_ = weights
-        self.means_ = means + centre
-        self.covariances_ = variances
+        # the last M-step again in float64 on the data as given, so that a feature that is 0
+        # wherever a component's weight lies gets a mean of exactly 0, not centring round-off
+        x64 = np.asarray(x, np.float64)
+        counts = gamma.sum(axis=0, dtype=np.float64) + 10 * np.finfo(np.float32).eps
+        g64 = gamma.astype(np.float64)
+        self.means_ = (g64.T @ x64) / counts[:, None]
+        second = (g64.T @ (x64 * x64)) / counts[:, None]
+        self.covariances_ = np.maximum(second - self.means_**2, 0.0) + self.reg_covar
+        self.weights_ = counts / counts.sum()
         return self
 
     def _em(
-        self, inputs: np.ndarray, params: tuple, max_iter: int
+        self,
+        inputs: np.ndarray,
+        params: tuple,
+        max_iter: int,
+        tol: float,
+        loglik: np.ndarray | None = None,
     ) -> tuple[tuple, float, int, bool]:
+        """EM from ``params``; ``loglik`` (n, K) float32, if given, ends holding the last γ."""
         previous = -np.inf
         n = inputs.shape[0]
-        loglik = np.empty((n, self.n_components), np.float32)
+        if loglik is None:
+            loglik = np.empty((n, self.n_components), np.float32)
         per_row = np.empty(n, np.float64)
         mean_ll = -np.inf
         for iteration in range(1, max_iter + 1):
@@ -132,7 +142,7 @@ class DiagonalGMM(BaseEstimator):
             _in_pieces(n, 4096, _responsibilities, loglik, per_row)
             mean_ll = float(per_row.mean())
             params = self._m_step(inputs, loglik)
-            if abs(mean_ll - previous) < self.tol:
+            if abs(mean_ll - previous) < tol:
                 return params, mean_ll, iteration, True
             previous = mean_ll
         return params, mean_ll, max_iter, False
@@ -166,12 +176,6 @@ def _loglik_weights(weights: np.ndarray, means: np.ndarray, variances: np.ndarra
     )
     w = np.concatenate([means * inv, -0.5 * inv, constant[:, None]], axis=1).T
     return np.ascontiguousarray(w, np.float32)
-
-
-def _nearest(x: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """Index of the nearest seed of each row, shape (n,)."""
-    # ‖x − s‖² = ‖x‖² − 2 x·s + ‖s‖²; ‖x‖² is the same for every seed
-    return np.argmin((seeds**2).sum(axis=1) - 2.0 * (x @ seeds.T), axis=1)
 
 
 @njit("void(float32[:, ::1], float64[::1], int64, int64)", cache=True, nogil=True)

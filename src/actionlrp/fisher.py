@@ -139,10 +139,11 @@ class FisherEncoder(BaseEstimator):
     feature_types : tuple of str, default ("hof", "mbhx", "mbhy")
         Feature types encoded, in the order of their blocks in Ψ.
     reg_covar : float, default 1e-4
-        Added to the GMM's variances (`sklearn.mixture.GaussianMixture`), in squared descriptor
-        units.
+        Added to the GMM's variances, in squared descriptor units.
     max_iter : int, default 100
-        EM iterations of the GMM.
+        Most EM iterations of the GMM on the whole sample (`actionlrp.gmm.DiagonalGMM`).
+    tol : float, default 1e-2
+        EM stops when the mean log-likelihood per descriptor gains less than this.
     random_state : int, default 0
         Seed of the sampling, PCA and GMM: the same seed and data give the same encoder.
 
@@ -181,7 +182,7 @@ class FisherEncoder(BaseEstimator):
         feature_types: Sequence[str] = FEATURE_TYPES,
         reg_covar: float = 1e-4,
         max_iter: int = 100,
-        tol: float = 1e-3,
+        tol: float = 1e-2,
         random_state: int = 0,
     ):
         self.n_components = n_components

@@ -3,7 +3,8 @@
 On a generated 320×240, 30 fps, 10 s clip in H.264 and in MPEG-4 Part 2:
 
 (a) plain FFmpeg decode of the same stream through PyAV — the floor;
-(b) motion field from the motion vectors;
+(b) motion field from the motion vectors (for H.264, each block's reference picture found in
+    the decoded luma);
 (c) motion field + HOF / MBHx / MBHy descriptors;
 (d) Farnebäck optical-flow field + the same descriptors (the pixel-domain reference).
 
@@ -167,7 +168,9 @@ def main() -> int:
         print(
             f"decoder threads: (a) PyAV's defaults ({threads}), (b)-(d) the same slice threads; "
             f"(c) describes in up to {cpus} threads. (b), (c) skip the pixel work the vectors "
-            "do not need (H.264: loop filter; MPEG-4: inverse DCT, pictures at 1/8 size). "
+            "do not need (H.264: loop filter; MPEG-4: inverse DCT, pictures at 1/8 size); "
+            "H.264 with several reference frames (x264's 3 here) reads the luma to find each "
+            "block's reference picture. "
             f"Load average {os.getloadavg()[0]:.2f}.\n"
         )
         header = (

@@ -65,17 +65,11 @@ def test_rightward_square_moves_plus_two_px_per_frame(square_clips, name):
 
 @pytest.mark.parametrize("name", ["libx264", "mpeg4"])
 def test_sub_pixel_downward_motion_is_positive_dy(clip_dir, name):
-    # One reference frame: FFmpeg exports no reference index, so with x264's default of three
-    # a 1.5 px/frame block may be predicted from two frames back (3 px, whole pixels) and read
-    # as 3 px per frame. See the README's "Known limits".
+    # x264's default of three reference frames: a 1.5 px/frame block is often predicted from
+    # two frames back (3 px, whole pixels), which the decoded pixels tell (`references`).
     suffix = ".mp4" if name == "libx264" else ".avi"
     clip = synthetic.moving_square_clip(
-        clip_dir / f"down_{name}{suffix}",
-        codec=name,
-        vx=0.0,
-        vy=1.5,
-        n_frames=30,
-        encoder_options={"x264-params": "ref=1"} if name == "libx264" else None,
+        clip_dir / f"down_{name}{suffix}", codec=name, vx=0.0, vy=1.5, n_frames=30
     )
     dx, dy = object_flow(read_motion_field(clip.path), clip)
     assert dy == pytest.approx(1.5, abs=0.2)
@@ -151,8 +145,9 @@ def test_vector_copies_match_pyav_arrays(square_clips):
     assert n > 10
 
 
-def test_field_does_not_depend_on_the_announced_frame_count(square_clips, monkeypatch):
-    clip = square_clips["libx264", 2]
+@pytest.mark.parametrize("name", ["libx264", "mpeg4"])
+def test_field_does_not_depend_on_the_announced_frame_count(square_clips, monkeypatch, name):
+    clip = square_clips[name, 2]
     expected = read_motion_field(clip.path)
     builder = codec._FieldBuilder
 
@@ -167,16 +162,34 @@ def test_field_does_not_depend_on_the_announced_frame_count(square_clips, monkey
         assert field.flow.base is None or field.flow.base.shape[0] == field.n_frames
 
 
+def _exported_vectors(path, options: dict[str, str]) -> list[list | None]:
+    """Each frame's vectors as FFmpeg exports them (the fields, not the padding between)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = {**options, "flags2": "+export_mvs"}
+        frames = [codec._vector_bytes(frame) for frame in container.decode(stream)]
+    names = raster._MV_DTYPE.names
+    records = (None if v is None else np.frombuffer(v, raster._MV_DTYPE) for v in frames)
+    return [None if r is None else [r[name].tolist() for name in names] for r in records]
+
+
 @pytest.mark.parametrize("name", ["libx264", "mpeg4"])
 def test_fast_decoder_options_leave_vectors_unchanged(square_clips, name):
     clip = square_clips[name, 2]
-    plain = read_motion_field(clip.path, decoder_options={})
-    fast = read_motion_field(clip.path, decoder_options=FAST_DECODER_OPTIONS)
-    idct = read_motion_field(clip.path, decoder_options={"skip_idct": "all"})
-    quick = read_motion_field(clip.path, decoder_options=codec._QUICK_DECODER_OPTIONS)
-    assert np.array_equal(plain.flow, fast.flow)
-    assert np.array_equal(plain.flow, idct.flow)
-    assert np.array_equal(plain.flow, quick.flow)
+    options = [{}, FAST_DECODER_OPTIONS, {"skip_idct": "all"}, codec._QUICK_DECODER_OPTIONS]
+    plain, *others = (_exported_vectors(clip.path, o) for o in options)
+    assert sum(v is not None for v in plain) > 30
+    for vectors in others:
+        assert vectors == plain
+    plain, *others = (read_motion_field(clip.path, decoder_options=o).flow for o in options)
+    for flow in others:
+        if name == "mpeg4":
+            assert np.array_equal(flow, plain)
+        else:
+            # H.264 with 3 reference pictures also reads the pixels (which picture each block
+            # predicts from), and the loop filter changes them: a rare ambiguous block may go
+            # the other way.
+            assert np.mean(np.any(flow != plain, axis=-1)) < 0.002
 
 
 @pytest.mark.parametrize("damaged", [False, True])

@@ -11,7 +11,8 @@ What decoding decides:
 * **Reference distances.** FFmpeg marks a vector's reference only as past or future, so how far
   away it lies is read off the picture structure: the nearest earlier (later) reference picture
   in display order that was decoded before the frame — I, P, S, and in H.264 the referenced
-  B-frames of a B-pyramid.
+  B-frames of a B-pyramid. H.264 streams with several reference pictures have each block's
+  reference found in the decoded pixels instead (`actionlrp.references`).
 * **Frames without vectors** are I-frames and frames whose side data is missing.
 * **B-frames of MPEG-4 Part 2** are treated as frames without vectors: FFmpeg exports their
   direct-mode macroblocks (the most common kind) as zero vectors, which would read as "no
@@ -36,7 +37,16 @@ from numba import njit
 
 from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.errors import NoMotionVectorsError, VideoError
+from actionlrp.h264 import nal_length_size, packet_reference
 from actionlrp.raster import _combine, _GapFiller, _Rasteriser
+from actionlrp.references import (
+    _B,
+    _KIND_CODES,
+    _OTHER,
+    _distances,
+    _ReferenceMatcher,
+    reference_candidates,
+)
 from actionlrp.video import (
     _PICTURE_TYPES,
     MotionField,
@@ -88,14 +98,11 @@ _QUICK_DECODER_OPTIONS = {
 }
 _CODECS_DECODED_QUICKLY = _CODECS_WITHOUT_B_REFERENCES
 
-_WINDOW = 64  # frames: the farthest a reference frame is looked for
 _MAX_PREALLOCATED_BYTES = 1 << 30  # of flow, before any frame has been decoded
 #: The one signature each compiled kernel has. Declared, not inferred: a second signature
 #: (empty arrays, say) would make two processes that fill numba's cache at the same time
 #: overwrite each other's entries.
 _SIGNATURES = {
-    "_distances": "void(int8[::1], int64[::1], int64[::1], int64, boolean, boolean, "
-    "float64[::1], float64[::1])",
     "_fill_b_from_next_anchor": "void(float32[:, :, :, ::1], int8[::1], boolean[::1])",
 }
 
@@ -212,6 +219,8 @@ def _decode_vectors(
     if not width or not height:
         raise VideoError(f"{path}: video stream has no frame size")
     skip_b = codec in _CODECS_WITH_UNRELIABLE_B_VECTORS
+    # H.264 may predict from any of several reference pictures: found in the decoded pixels.
+    n_refs = reference_candidates(ctx.extradata) if codec == "h264" else 1
     with _workspace() as work:
         builder = _FieldBuilder(
             height,
@@ -221,9 +230,18 @@ def _decode_vectors(
             skip_b=skip_b,
             frames_hint=stream.frames,
             work=work,
+            n_refs=n_refs,
         )
+        matcher = builder.matcher
         last_error = ""
-        for items in _decoded(container, stream, b_vectors=not skip_b, check=quick):
+        for items in _decoded(
+            container,
+            stream,
+            b_vectors=not skip_b,
+            check=quick,
+            luma=matcher,
+            nal_length=nal_length_size(ctx.extradata) if matcher else None,
+        ):
             last_error = builder.add_items(items) or last_error
             if quick and last_error:
                 return None
@@ -275,14 +293,20 @@ def _decoded(
     b_vectors: bool = True,
     check: bool = False,
     batch: int = 16,
+    luma: _ReferenceMatcher | None = None,
+    nal_length: int | None = None,
 ) -> Iterator:
     """Demux and decode in a background thread (FFmpeg releases the GIL while it decodes).
 
-    Yields lists of, in order: a packet's pts (int, decode order), a decoded frame as
-    ``(picture type, pts, seconds, vector bytes or None)`` (display order), or an error message
-    (str) for a damaged stretch that was skipped; about ``batch`` frames per list. With
-    ``b_vectors`` False the vectors of B-frames are not copied out; with ``check``, a frame
-    the decoder marks as corrupt also comes with a message.
+    Yields lists of, in order: a packet as ``(pts, reference)`` (decode order; reference 1 or 0
+    where an H.264 packet says whether its picture is a reference picture, read with the NAL
+    length size ``nal_length`` (`nal_length_size`) if given, else −1), a decoded frame as
+    ``(picture type, pts, seconds, vector bytes or None, luma)`` (display order), or an error
+    message (str) for a damaged stretch that was skipped; about ``batch`` frames per list. With
+    ``b_vectors`` False the vectors of B-frames are not copied out; with ``check``, a frame the
+    decoder marks as corrupt also comes with a message. With ``luma``, each frame's luma is
+    stored in its ring as the frame is decoded, and ``luma`` in the tuple says whether it is
+    usable (None without); the ring's free slots pace the decoding.
     """
     items: queue.Queue = queue.Queue(maxsize=64)
     stop = threading.Event()
@@ -296,17 +320,29 @@ def _decoded(
     def produce() -> None:
         out: list = []
         n_frames = 0
+        reference_of_pts: dict[int, int] = {}  # of the packets whose frames have not come out
 
         def take(frame: av.VideoFrame) -> None:
             nonlocal out, n_frames
             kind = _PICTURE_TYPES.get(frame.pict_type, "?")
             time = frame.time
+            usable = None
+            if luma is not None:
+                reference = reference_of_pts.pop(frame.pts, -1)
+                usable = luma.store(frame, reference)
+                if usable is None:  # the ring is full: hand over what we have, then wait
+                    put(out)
+                    out, n_frames = [], 0
+                    while (usable := luma.store(frame, reference, wait=0.1)) is None:
+                        if stop.is_set():
+                            return
             out.append(
                 (
                     kind,
                     frame.pts,
                     float(time) if time is not None else np.nan,
                     _vector_bytes(frame) if b_vectors or kind != "B" else None,
+                    usable,
                 )
             )
             if check and frame.is_corrupt:
@@ -333,7 +369,12 @@ def _decoded(
                     packets = container.demux(stream)
                     continue
                 if packet.size and packet.pts is not None:
-                    out.append(int(packet.pts))
+                    reference = -1
+                    if nal_length is not None:
+                        reference = packet_reference(packet, nal_length)
+                        if luma is not None and len(reference_of_pts) < 1024:
+                            reference_of_pts[int(packet.pts)] = reference
+                    out.append((int(packet.pts), reference))
                 try:
                     for frame in packet.decode():
                         take(frame)
@@ -365,9 +406,12 @@ class _FieldBuilder:
 
     A frame becomes flow once the frames that decide its reference distances have been decoded
     (``lag`` frames later); its missing cells are filled as soon as the next value of each cell
-    is known. Only a few frames' sums are ever held: memory is the field plus a constant. The
-    numeric work runs in compiled kernels that release the GIL, so that the decoding thread,
-    which needs the GIL between frames, is held up as little as possible.
+    is known. With ``n_refs`` > 1 (H.264 with several reference pictures) each frame's vectors
+    are splatted once its `matcher` has found their reference pictures in the luma the decoding
+    thread stored in it. Only a few frames' sums (and luma planes) are ever held: memory is the
+    field plus a constant. The numeric work runs in compiled kernels that release the GIL,
+    so that the decoding thread, which needs the GIL between frames, is held up as little as
+    possible.
     """
 
     def __init__(
@@ -382,9 +426,13 @@ class _FieldBuilder:
         lag: int = 16,
         frames_hint: int = 0,
         work: _Workspace | None = None,
+        n_refs: int = 1,
     ) -> None:
         work = work or _Workspace()
         self.raster = _Rasteriser(height, width, cell, work)
+        self.matcher = _ReferenceMatcher(height, width, n_refs, work) if n_refs > 1 else None
+        matcher = self.matcher  # frames it may hold back:
+        waiting = matcher.max_waiting + matcher.batch if matcher else 0
         self.b_references, self.skip_b = b_references, skip_b
         self.batch, self.lag = batch, lag
         self.packet_rank: dict[int, int] = {}
@@ -394,18 +442,22 @@ class _FieldBuilder:
         self.last_pts = -np.inf
         gh, gw = self.raster.gh, self.raster.gw
         self.settled = 0  # frames before this index are in ``flow``, filled where they can be
+        self.taken = 0  # frames before this index are splatted (their sums in ``pending``)
         # The container's frame count, if it has one, sizes the field (within reason).
         frames = min(max(frames_hint, 2 * batch), _MAX_PREALLOCATED_BYTES // (gh * gw * 8))
         self.flow = np.empty((frames, gh, gw, 2), np.float32)
         self.gaps = _GapFiller(gh * gw)
-        # Per frame: picture kind (`_KIND_CODES`), decode rank, whether it carried vectors;
+        # Per frame: picture kind (`_KIND_CODES`), decode rank, whether it carried vectors,
+        # whether its vectors carry their own reference distances (`_ReferenceMatcher`);
         # per decode rank: the display index of that frame (−1: not known).
         self.kind = np.empty(frames, np.int8)
         self.rank = np.empty(frames, np.int64)
         self.has_vectors = np.empty(frames, np.bool_)
+        self.matched = np.zeros(frames, np.bool_)
         self.display_of_rank = np.full(frames, -1, np.int64)
-        # The per-cell sums of frames settled … n − 1 (at most lag + batch frames).
-        self.pending = work.array("field_sums", (batch + lag, 2, 3, gh, gw))
+        self.reference_of_rank = np.full(frames, -1, np.int8)  # 1, 0 or −1: not known
+        # The per-cell sums of frames settled … taken − 1 (at most lag + batch + waiting).
+        self.pending = work.array("field_sums", (batch + lag + waiting, 2, 3, gh, gw))
 
     @property
     def n_frames(self) -> int:
@@ -417,13 +469,20 @@ class _FieldBuilder:
         error = ""
         packet_rank, types, times = self.packet_rank, self.types, self.times
         for item in items:
-            if type(item) is int:
-                packet_rank.setdefault(item, len(packet_rank))
-                continue
             if type(item) is str:
                 error = item
                 continue
-            kind, pts, seconds, vectors = item
+            if len(item) == 2:  # a packet
+                pts, reference = item
+                rank = packet_rank.setdefault(pts, len(packet_rank))
+                if reference >= 0:
+                    if rank >= len(self.reference_of_rank):
+                        self.reference_of_rank = _grown(
+                            self.reference_of_rank, 2 * rank + 2, fill=-1
+                        )
+                    self.reference_of_rank[rank] = reference
+                continue
+            kind, pts, seconds, vectors, luma = item
             if kind == "B" and self.skip_b:
                 vectors = None
             j = len(types)
@@ -435,7 +494,7 @@ class _FieldBuilder:
             else:
                 self.last_pts = pts
                 if rank >= len(self.display_of_rank):
-                    self.display_of_rank = _grown(self.display_of_rank, rank + 1, fill=-1)
+                    self.display_of_rank = _grown(self.display_of_rank, 2 * rank + 2, fill=-1)
                 self.display_of_rank[rank] = j
             types.append(kind)
             times.append(seconds)
@@ -443,23 +502,35 @@ class _FieldBuilder:
             self.rank[j] = rank
             self.has_vectors[j] = bool(vectors)
             self.raster.add(vectors)
-            if self.raster.n_queued >= self.batch:
+            if self.matcher is not None:
+                self.matcher.add(luma, kind != "B", self)
+            if self._ready - self.taken >= self.batch:
                 self._advance(final=False)
         return error
+
+    @property
+    def _ready(self) -> int:
+        """Frames before this index may be splatted."""
+        return self.n_frames if self.matcher is None else self.matcher.resolved
 
     def _grow(self) -> None:
         n = max(2 * len(self.kind), 2 * self.batch)
         self.kind, self.rank = _grown(self.kind, n), _grown(self.rank, n)
         self.has_vectors = _grown(self.has_vectors, n)
+        self.matched = _grown(self.matched, n, fill=False)
 
     def _advance(self, final: bool) -> None:
-        queued = self.raster.n_queued
-        start = self.n_frames - self.settled - queued
-        self.raster.take(self.pending[start : start + queued])
-        upto = self.n_frames if final else self.n_frames - self.lag
+        if final and self.matcher is not None:
+            self.matcher.match(self, self.n_frames)
+        ready = self._ready
+        if ready > self.taken:
+            start = self.taken - self.settled
+            self.raster.take(self.pending[start : start + ready - self.taken], ready - self.taken)
+            self.taken = ready
+        upto = ready if final else ready - self.lag
         if upto <= self.settled:
             return
-        lo, n = self.settled, self.n_frames
+        lo, n = self.settled, ready
         # B-frames without vectors copy the next anchor, which may lie beyond ``upto``: those
         # frames are written provisionally, and again when they settle.
         hi = n if self.skip_b else upto
@@ -467,10 +538,11 @@ class _FieldBuilder:
             self.flow = _grown(self.flow, max(hi, len(self.flow) * 3 // 2), keep=lo)
         past, future = np.ones(hi - lo), np.ones(hi - lo)
         b_references = self.b_references and self.ranks_usable
-        kind, rank = self.kind[:n], self.rank[:n]
-        _distances(
-            kind, rank, self.display_of_rank, lo, b_references, self.ranks_usable, past, future
-        )
+        kind, rank = self.kind[: self.n_frames], self.rank[: self.n_frames]
+        structure = (self.display_of_rank, self.reference_of_rank)
+        _distances(kind, rank, *structure, lo, b_references, self.ranks_usable, past, future)
+        matched = self.matched[lo:hi]  # their vectors carry their own distances
+        past[matched] = future[matched] = 1.0
         _combine(self.pending[: hi - lo], past, future, self.flow[lo:hi])
         if self.skip_b:
             _fill_b_from_next_anchor(self.flow[lo:hi], kind[lo:hi], self.has_vectors[lo:hi])
@@ -494,54 +566,12 @@ class _FieldBuilder:
         )
 
 
-_KIND_CODES = {"I": 0, "P": 0, "S": 0, "B": 1}  # 0: always a reference picture
-_B, _OTHER = 1, 2
-
-
 def _grown(a: np.ndarray, n: int, keep: int | None = None, fill=None) -> np.ndarray:
     """``a`` with room for ``n`` entries along axis 0, its first ``keep`` (all) entries kept."""
     keep = len(a) if keep is None else keep
     out = np.empty((n, *a.shape[1:]), a.dtype) if fill is None else np.full(n, fill, a.dtype)
     out[:keep] = a[:keep]
     return out
-
-
-@njit(inline="always")
-def _is_reference(kind, rank, display_of_rank, i, b_references):
-    if kind[i] == 0:
-        return True
-    if kind[i] != _B or not b_references:
-        return False
-    # The middle of a B-pyramid: the next frame decoded is shown before it.
-    nxt = rank[i] + 1
-    return 0 <= nxt < display_of_rank.shape[0] and 0 <= display_of_rank[nxt] < i
-
-
-@njit(_SIGNATURES["_distances"], cache=True, nogil=True)
-def _distances(kind, rank, display_of_rank, lo, b_references, use_rank, past, future):
-    """Frames from each of frames lo … lo + len(past) − 1 to its past and its future reference.
-
-    FFmpeg marks a vector's reference only as past (``source < 0``) or future
-    (``source > 0``), so the distance comes from the picture structure: a frame's references
-    are the nearest earlier / later reference pictures in display order that were decoded
-    before it (I, P, S, and in H.264 the referenced B-frames of a pyramid). ``past`` and
-    ``future`` keep their value (1) where there is none within `_WINDOW` frames.
-    """
-    n = kind.shape[0]
-    for j in range(lo, lo + past.shape[0]):
-        for i in range(j - 1, max(-1, j - _WINDOW), -1):
-            if _is_reference(kind, rank, display_of_rank, i, b_references) and (
-                not use_rank or rank[i] < rank[j]
-            ):
-                past[j - lo] = j - i
-                break
-        if kind[j] == _B:
-            for i in range(j + 1, min(n, j + _WINDOW)):
-                if _is_reference(kind, rank, display_of_rank, i, b_references) and (
-                    not use_rank or rank[i] < rank[j]
-                ):
-                    future[j - lo] = i - j
-                    break
 
 
 @njit(_SIGNATURES["_fill_b_from_next_anchor"], cache=True, nogil=True)

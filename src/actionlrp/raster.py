@@ -90,15 +90,26 @@ class _Rasteriser:
             end += len(vectors) // _MV_DTYPE.itemsize
         self._starts.append(end)
 
-    def take(self, out: np.ndarray) -> None:
-        """Sums of the queued frames into ``out`` (n, 2, 3, gh, gw): past / future × (Σa·dx,
-        Σa·dy, Σa), float32."""
+    def queued(self) -> tuple[np.ndarray, np.ndarray]:
+        """The queued vectors (a writable `_MV_DTYPE` view), and where the vectors of each
+        queued frame start with one past the last (int64, n + 1)."""
         starts = np.asarray(self._starts, np.int64)
-        vectors = self._vectors[: starts[-1] * _MV_DTYPE.itemsize].view(_MV_DTYPE)
+        return self._vectors[: starts[-1] * _MV_DTYPE.itemsize].view(_MV_DTYPE), starts
+
+    def take(self, out: np.ndarray, n: int | None = None) -> None:
+        """Sums of the first ``n`` (all) queued frames into ``out`` (n, 2, 3, gh, gw): past /
+        future × (Σa·dx, Σa·dy, Σa), float32; the frames after them stay queued."""
+        vectors, starts = self.queued()
+        n = len(starts) - 1 if n is None else n
         fields = (vectors[name] for name in ("source", "w", "h", "dst_x", "dst_y"))
         motion = (vectors[name] for name in ("motion_x", "motion_y", "motion_scale"))
-        _splat(*fields, *motion, starts, self.width, self.height, self.cell, out)
-        self._starts = [0]
+        _splat(*fields, *motion, starts[: n + 1], self.width, self.height, self.cell, out)
+        size, done = _MV_DTYPE.itemsize, starts[n]
+        if done < starts[-1]:
+            self._vectors[: (starts[-1] - done) * size] = self._vectors[
+                done * size : starts[-1] * size
+            ]
+        self._starts = (starts[n:] - done).tolist()
 
 
 @njit(_SIGNATURES["_splat"], cache=True, nogil=True)

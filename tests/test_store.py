@@ -312,3 +312,83 @@ def test_a_model_file_that_cannot_be_written_is_one_line_naming_it(
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and err[-1] == f"actionlrp: {out}: No space left on device"
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding in local worker processes; extract's descriptor options
+
+
+def test_two_local_encoding_workers_give_the_single_process_rows_bit_for_bit(data, local_store):
+    from actionlrp.encoding import _batches, transform
+    from actionlrp.fisher import FisherEncoder
+
+    store = FeatureStore.open(local_store)
+    split = store.split()
+    read = store.read([c.path for c in split.train + split.test]).descriptors
+    stored = read.take(i for i, n in enumerate(read.sizes) if n)  # not broken.mp4
+    encoder = FisherEncoder(n_components=4, pca_dims=8, max_samples=5000).fit(stored)
+    alone = encoder.transform(stored)
+    assert len(_batches(stored.sizes, 2)) >= 4  # rows may come back out of order
+    for descriptors in (stored, list(stored)):  # entries read by the workers, or sent to them
+        two = transform(encoder, descriptors, n_jobs=2, min_work=0)
+        assert two.dtype == np.float32
+        np.testing.assert_array_equal(two, alone)
+    empty = list(stored)
+    empty[3] = describe(motion_field(clips_of(data)[0]), DescriptorParams(cube_px=(512,)))
+    with pytest.raises(EmptyClipError, match=r"descriptors\[3\]"):
+        transform(encoder, empty, n_jobs=2, min_work=0)
+
+
+def test_train_with_two_jobs_writes_the_model_of_one(data, local_store, tmp_path, monkeypatch):
+    from actionlrp import encoding
+
+    monkeypatch.setattr(encoding, "MIN_PARALLEL_WORK", 0)  # these clips are worth the workers
+    fast = ["--k", "4", "--pca", "8", "--json"]
+    models = []
+    for jobs in (1, 2):
+        out = tmp_path / f"model-{jobs}.npz"
+        assert cli.main(["train", str(local_store), "--out", str(out), "--jobs", str(jobs), *fast])
+        models.append(ActionModel.load(out))
+    one, two = models
+    for key, value in one.classifier_.get_state().items():
+        np.testing.assert_array_equal(value, two.classifier_.get_state()[key])
+
+
+def test_extract_takes_the_descriptor_options_of_the_model(data, tmp_path, capsys):
+    out = tmp_path / "store"
+    options = ["--cube-px", "32", "48", "--stride-px", "16", "24", "--slice-normalization"]
+    assert cli.main(["extract", str(data), "--out", str(out), "--workers", "1", *options]) == 1
+    params = FeatureStore.open(out).spec.params
+    assert params == DescriptorParams(cube_px=(32, 48), stride_px=(16, 24),
+                                      slice_normalization=True)
+    clip = clips_of(data)[0]
+    mine = read_entry(entries(out)[clip.relative_to(data).as_posix()], params, False)[0]
+    np.testing.assert_array_equal(mine.boxes, describe(motion_field(clip), params).boxes)
+    model = tmp_path / "model.npz"
+    assert cli.main(["train", str(out), "--out", str(model), "--k", "4", "--pca", "8"]) == 1
+    assert ActionModel.load(model).params_ == params
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert cli.main(["extract", str(data), "--out", str(bad), "--cube-px", "36"]) == 2
+    assert capsys.readouterr().err.startswith("actionlrp: --cube-px / --stride-px: cube_px 36")
+    assert not bad.exists()
+
+
+def test_lazy_extraction_leaves_the_descriptors_in_the_cache_until_read(data, tmp_path):
+    from actionlrp.store import StoredDescriptors
+
+    good = [p for p in clips_of(data) if p.name != "broken.mp4"][:3] + [
+        data / "train" / "pushups" / "broken.mp4"
+    ]
+    plain = extract_descriptors(good, cache=False, n_jobs=1, progress=False)
+    for n_jobs in (1, 2, 1):  # computed here, computed by workers, then read from the cache
+        cache = tmp_path / ("cache" if n_jobs == 1 else "cache-2")
+        lazy = extract_descriptors(good, cache_dir=cache, n_jobs=n_jobs, lazy=True, progress=False)
+        assert isinstance(lazy.descriptors, StoredDescriptors)
+        assert lazy.descriptors.files[3] is None and len(lazy.failures) == 1
+        assert lazy.n_frames == plain.n_frames
+        for mine, theirs in zip(lazy.descriptors, plain.descriptors, strict=True):
+            assert (mine is None) == (theirs is None)
+            if mine is not None:
+                np.testing.assert_array_equal(mine.features["hof"], theirs.features["hof"])
+    assert lazy.from_cache == (True, True, True, False)

@@ -53,16 +53,27 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_params(args: argparse.Namespace) -> dict:
+def _descriptor_params(args: argparse.Namespace):
+    """The `DescriptorParams` of `_add_descriptor_options`, checked against the grid cell."""
     from actionlrp.descriptors import DescriptorParams
+    from actionlrp.extraction import check_params
 
+    params = DescriptorParams(
+        cube_px=tuple(args.cube_px),
+        stride_px=args.stride_px[0] if len(args.stride_px) == 1 else tuple(args.stride_px),
+        slice_normalization=args.slice_normalization,
+        max_width=args.max_width,
+    )
+    try:
+        check_params(getattr(args, "cell", 8), params)
+    except ValueError as exc:
+        raise ActionLRPError(f"--cube-px / --stride-px: {exc}") from None
+    return params
+
+
+def _model_params(args: argparse.Namespace) -> dict:
     return {
-        "descriptor_params": DescriptorParams(
-            cube_px=tuple(args.cube_px),
-            stride_px=args.stride_px[0] if len(args.stride_px) == 1 else tuple(args.stride_px),
-            slice_normalization=args.slice_normalization,
-            max_width=args.max_width,
-        ),
+        "descriptor_params": _descriptor_params(args),
         "motion": args.motion,
         "n_components": args.k,
         "pca_dims": args.pca or None,
@@ -116,15 +127,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from actionlrp.datasets import load_split
-    from actionlrp.descriptors import DescriptorParams
     from actionlrp.extraction import extract_to_store
     from actionlrp.store import ExtractionSpec, FeatureStore
 
     start = time.perf_counter()
     split = load_split(args.data)
     clips = split.train + split.test
-    params = DescriptorParams(max_width=args.max_width)
-    spec = ExtractionSpec(args.motion, args.cell, params, args.transcode)
+    spec = ExtractionSpec(args.motion, args.cell, _descriptor_params(args), args.transcode)
     store = FeatureStore.create(args.out, args.data, spec)
     run = extract_to_store(
         clips, store, n_jobs=args.workers, scheduler=args.scheduler, progress=not args.json
@@ -419,6 +428,35 @@ def _rule(args: argparse.Namespace):
         raise ActionLRPError(f"--epsilon {args.epsilon}: must be ≥ 0") from exc
 
 
+def _add_descriptor_options(p: argparse.ArgumentParser) -> None:
+    """The descriptors' geometry: `_descriptor_params` reads them (model commands, extract)."""
+    p.add_argument(
+        "--max-width",
+        type=int,
+        default=None,
+        help="describe wider videos at 1/f of their size (e.g. 320; default: native)",
+    )
+    p.add_argument(
+        "--cube-px",
+        type=int,
+        nargs="+",
+        default=[32],
+        help="cube side(s) in px, one per scale (default 32; 32 48 adds the second scale)",
+    )
+    p.add_argument(
+        "--stride-px",
+        type=int,
+        nargs="+",
+        default=[16],
+        help="cube stride in px, one for all scales or one per scale (default 16)",
+    )
+    p.add_argument(
+        "--slice-normalization",
+        action="store_true",
+        help="normalise each time slice of a descriptor on its own",
+    )
+
+
 def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
     if motion:
         p.add_argument("--motion", choices=("mv", "flow"), default="mv", help="motion source")
@@ -431,33 +469,11 @@ def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
         )
         p.add_argument("--C", type=float, default=None, help="SVM C (default: cross-validated)")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument(
-            "--max-width",
-            type=int,
-            default=None,
-            help="describe wider videos at 1/f of their size (e.g. 320; default: native)",
-        )
-        p.add_argument(
-            "--cube-px",
-            type=int,
-            nargs="+",
-            default=[32],
-            help="cube side(s) in px, one per scale (default 32; 32 48 adds the second scale)",
-        )
-        p.add_argument(
-            "--stride-px",
-            type=int,
-            nargs="+",
-            default=[16],
-            help="cube stride in px, one for all scales or one per scale (default 16)",
-        )
-        p.add_argument(
-            "--slice-normalization",
-            action="store_true",
-            help="normalise each time slice of a descriptor on its own",
-        )
+        _add_descriptor_options(p)
         p.add_argument("--transcode", action="store_true", help="re-encode codecs without vectors")
-    p.add_argument("--jobs", type=int, default=2, help="extraction processes (default 2)")
+    p.add_argument(
+        "--jobs", type=int, default=2, help="extraction and encoding processes (default 2)"
+    )
     p.add_argument("--cache", default=None, help="descriptor cache folder")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -529,12 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the store's folder (made, or resumed)")
     p.add_argument("--motion", choices=("mv", "flow"), default="mv", help="motion source")
     p.add_argument("--cell", type=int, default=8, help="grid cell size in px (default 8)")
-    p.add_argument(
-        "--max-width",
-        type=int,
-        default=None,
-        help="describe wider videos at 1/f of their size (e.g. 320; default: native)",
-    )
+    _add_descriptor_options(p)
     p.add_argument("--transcode", action="store_true", help="re-encode codecs without vectors")
     p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
     _add_scheduler_option(p)

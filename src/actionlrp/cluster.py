@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from actionlrp.descriptors import DescriptorParams
+from actionlrp.encoding import encode_one
 from actionlrp.entries import ExtractionSpec
-from actionlrp.errors import ActionLRPError, EmptyClipError
+from actionlrp.errors import ActionLRPError
 from actionlrp.extraction import _extract_in_worker, _Job, _Outcome, worker_died
 from actionlrp.fisher import FisherEncoder
-from actionlrp.store import load_entry
 
 __all__ = ["close_clients", "connect", "encode_on_cluster", "run_on_cluster"]
 
@@ -100,11 +100,8 @@ def run_on_cluster(
 
 
 def _encode_entry(file: str, encoder: FisherEncoder, params: DescriptorParams) -> np.ndarray:
-    """Φ of one stored clip, float32 (what `FisherEncoder.transform` gives for it)."""
-    try:
-        return encoder.encode(load_entry(file, params)).phi.astype(np.float32)
-    except EmptyClipError as exc:
-        raise EmptyClipError(f"{file}: {exc}") from None
+    """Φ of one stored clip, float32: `encode_one`, the task of local workers too."""
+    return encode_one(encoder, file, params)
 
 
 def encode_on_cluster(

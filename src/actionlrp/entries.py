@@ -107,6 +107,7 @@ class EntryInfo:
     source_mtime_ns: int
     n_frames: int
     n_cubes: int
+    transcoded: bool = False
 
 
 def read_entry(
@@ -148,6 +149,7 @@ def entry_info(path: str | os.PathLike) -> EntryInfo | None:
                 int(data["source_mtime_ns"]),
                 int(data["n_frames"]),
                 int(data["boxes"].shape[0]),
+                bool(data["transcoded"]),
             )
     except Exception:  # noqa: BLE001 — unreadable: not an entry
         return None

@@ -38,10 +38,17 @@ from tqdm import tqdm
 
 from actionlrp.datasets import Clip
 from actionlrp.descriptors import DescriptorParams, LocalDescriptors, describe
-from actionlrp.entries import ENTRY_FORMAT, ExtractionSpec, file_sha256, read_entry, write_entry
+from actionlrp.entries import (
+    ENTRY_FORMAT,
+    ExtractionSpec,
+    entry_info,
+    file_sha256,
+    read_entry,
+    write_entry,
+)
 from actionlrp.errors import ActionLRPError, StoreError
 from actionlrp.motion import motion_field
-from actionlrp.store import FeatureStore
+from actionlrp.store import FeatureStore, StoredDescriptors
 from actionlrp.video import MotionField
 
 __all__ = [
@@ -218,9 +225,24 @@ def _check_extraction_args(motion: str, cell: int, params: DescriptorParams, n_j
         raise ValueError(f"motion must be 'mv' or 'flow', got {motion!r}")
     if isinstance(cell, bool) or not isinstance(cell, int | np.integer) or cell < 1:
         raise ValueError(f"cell must be a positive number of pixels, got {cell!r}")
+    check_params(cell, params)
+    if n_jobs is None or n_jobs == -1:
+        return os.cpu_count() or 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be ≥ 1 or -1 (all cores), got {n_jobs!r}")
+    return int(n_jobs)
+
+
+def check_params(cell: int, params: DescriptorParams) -> None:
+    """The geometry checks `describe` makes, on an empty field of ``cell``-px cells.
+
+    Raises
+    ------
+    ValueError
+        ``params`` is not a `DescriptorParams`, or its cubes or strides do not fit the cell.
+    """
     if not isinstance(params, DescriptorParams):
         raise ValueError(f"params must be a DescriptorParams, got {type(params).__name__}")
-    # The geometry checks `describe` makes, on an empty field: a bad parameter fails here, once.
     empty = MotionField(
         flow=np.zeros((0, 1, 1, 2), np.float32),
         frame_types=np.zeros(0, "U1"),
@@ -232,11 +254,6 @@ def _check_extraction_args(motion: str, cell: int, params: DescriptorParams, n_j
         cell=cell,
     )
     describe(empty, params)
-    if n_jobs is None or n_jobs == -1:
-        return os.cpu_count() or 1
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs < 1:
-        raise ValueError(f"n_jobs must be ≥ 1 or -1 (all cores), got {n_jobs!r}")
-    return int(n_jobs)
 
 
 def _process_context() -> multiprocessing.context.BaseContext:
@@ -244,8 +261,8 @@ def _process_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    # The server imports the extraction once; each worker is forked from it ready to run.
-    context.set_forkserver_preload(["actionlrp.extraction"])
+    # The server imports extraction and encoding once; each worker is forked from it ready to run.
+    context.set_forkserver_preload(["actionlrp.extraction", "actionlrp.encoding"])
     return context
 
 
@@ -318,6 +335,7 @@ def extract_descriptors(
     progress: bool = True,
     transcode: bool = False,
     cache: bool = True,
+    lazy: bool = False,
 ) -> ExtractionResult:
     """Local descriptors of many clips, in worker processes, cached on disk.
 
@@ -353,6 +371,10 @@ def extract_descriptors(
         Re-encode clips whose codec exports no vectors (see `actionlrp.motion.motion_field`).
     cache : bool
         False: neither read nor write the cache.
+    lazy : bool
+        With the cache: hand back the descriptors as a `StoredDescriptors` over the cache's
+        entries, read one clip at a time when used, instead of all of them in memory (a clip
+        whose entry could not be written stays in memory).
 
     Returns
     -------
@@ -384,6 +406,7 @@ def extract_descriptors(
     n = len(paths)
     descriptors: list[LocalDescriptors | None] = [None] * n
     n_frames = [0] * n
+    sizes = [0] * n  # descriptors of the clips left in the cache (lazy)
     errors: list[str | None] = [None] * n
     from_cache = [False] * n
     problems: list[str] = []
@@ -405,6 +428,10 @@ def extract_descriptors(
             problems.append(outcome.problem)
         if outcome.error is not None:
             errors[i] = outcome.error
+        elif lazy and outcome.key is not None and not outcome.problem:  # in the cache
+            descriptors[i], n_frames[i], sizes[i] = job.entry, outcome.n_frames, outcome.n_cubes
+            if outcome.file not in (None, job.entry):
+                Path(outcome.file).unlink(missing_ok=True)
         elif outcome.file is not None:
             entry = read_entry(outcome.file, params, transcode=True)
             if outcome.file != job.entry:
@@ -430,7 +457,13 @@ def extract_descriptors(
                 continue
             key = spec.key(content)
             cache_file = cache_store.entry_file(key)
-            entry = read_entry(cache_file, params, transcode, key)
+            info = entry_info(cache_file) if lazy else None
+            if info is not None and info.key == key and (transcode or not info.transcoded):
+                descriptors[i], n_frames[i], sizes[i] = cache_file, info.n_frames, info.n_cubes
+                from_cache[i] = True
+                bar.update()
+                continue
+            entry = None if lazy else read_entry(cache_file, params, transcode, key)
             if entry is not None:
                 descriptors[i], n_frames[i] = entry
                 from_cache[i] = True
@@ -450,8 +483,12 @@ def extract_descriptors(
             "will be recomputed next time",
             stacklevel=2,
         )
+    if lazy and cache_store is not None:
+        sizes = [n if isinstance(d, Path | str) else len(d or ()) for d, n in zip(
+            descriptors, sizes, strict=True)]
+        descriptors = StoredDescriptors(descriptors, sizes, params)
     return ExtractionResult(
-        descriptors=tuple(descriptors),
+        descriptors=tuple(descriptors) if isinstance(descriptors, list) else descriptors,
         n_frames=tuple(n_frames),
         failures=tuple((paths[i], e) for i, e in enumerate(errors) if e is not None),
         seconds=time.perf_counter() - start,

@@ -26,10 +26,11 @@ from actionlrp.classifier import LinearClassifier, evaluate_scores
 from actionlrp.datasets import Clip, group_kfold, hmdb51_split
 from actionlrp.descriptors import DescriptorParams, LocalDescriptors
 from actionlrp.descriptors_lrp import HistogramLayer
+from actionlrp.encoding import transform
 from actionlrp.errors import DatasetError, EmptyClipError, ModelFileError, VideoError
 from actionlrp.extraction import ExtractionResult, extract_descriptors
 from actionlrp.fisher import FisherEncoder
-from actionlrp.store import kept_indices, take, transform
+from actionlrp.store import kept_indices, take
 
 if TYPE_CHECKING:
     from actionlrp.relevance import Explanation
@@ -65,7 +66,8 @@ class ActionModel:
         SVM regularisation; None chooses it by cross-validation on the training set.
     random_state : int
     n_jobs : int
-        Processes for feature extraction.
+        Processes for feature extraction and Fisher-vector encoding (1: this one; -1: a
+        process per core). Encoding a batch of clips worth less than a second stays here.
     cache_dir : path-like or None
         Descriptor cache (None: the default cache folder).
     progress : bool
@@ -132,7 +134,8 @@ class ActionModel:
         return self.descriptor_params or DescriptorParams()
 
     def extract(self, videos: Sequence[str | os.PathLike]) -> ExtractionResult:
-        """Descriptors of each clip (cached; bad clips listed in ``failures``)."""
+        """Descriptors of each clip, left in the cache (or the store) and read one clip at a time
+        when used (`StoredDescriptors`); bad clips listed in ``failures``."""
         if self.motion not in ("mv", "flow"):
             raise ValueError(f"motion must be 'mv' or 'flow', got {self.motion!r}")
         if self.store is not None:
@@ -146,6 +149,7 @@ class ActionModel:
             n_jobs=self.n_jobs,
             progress=self.progress,
             transcode=self.transcode,
+            lazy=True,  # one clip in memory at a time, read from the cache
         )
 
     def fit(self, videos: Sequence[str | os.PathLike], labels: Sequence[str]) -> ActionModel:
@@ -181,7 +185,7 @@ class ActionModel:
             random_state=self.random_state,
         ).fit(descriptors)
         fitted = time.perf_counter()
-        features = transform(self.encoder_, descriptors)
+        features = transform(self.encoder_, descriptors, self.n_jobs)
         encoded = time.perf_counter()
         self.classifier_ = LinearClassifier(C=self.C, random_state=self.random_state).fit(
             features, np.asarray(labels)
@@ -197,7 +201,7 @@ class ActionModel:
     def fisher_vectors(self, descriptors: Sequence[LocalDescriptors]) -> np.ndarray:
         """Normalised Fisher vectors Φ, shape (n_clips, D)."""
         self._check_fitted()
-        return transform(self.encoder_, descriptors)
+        return transform(self.encoder_, descriptors, self.n_jobs)
 
     def decision_function_descriptors(self, descriptors: Sequence[LocalDescriptors]) -> np.ndarray:
         """Per-class SVM scores f_c(x), shape (n_clips, n_classes)."""

@@ -26,8 +26,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from actionlrp import __version__
 from actionlrp.atomic import HOST
 from actionlrp.datasets import VIDEO_SUFFIXES, Clip, Split, load_split
@@ -39,18 +37,16 @@ from actionlrp.entries import (
     file_sha256,
     read_entry,
 )
-from actionlrp.errors import DatasetError, EmptyClipError, StoreError
+from actionlrp.errors import DatasetError, StoreError
 
 if TYPE_CHECKING:
     from actionlrp.extraction import ExtractionResult
-    from actionlrp.fisher import FisherEncoder
 
 __all__ = [
     "FeatureStore",
     "StoredDescriptors",
     "kept_indices",
     "take",
-    "transform",
 ]
 
 STORE_FORMAT = "actionlrp-store"
@@ -351,7 +347,8 @@ class FeatureStore:
         """The descriptors of ``clips`` from the store, read lazily (`StoredDescriptors`).
 
         A clip without an entry is a failure: the manifest's reason when it failed, else
-        "not in the store". ``client``: a `distributed.Client` that encodes them (`transform`).
+        "not in the store". ``client``: a `distributed.Client` that encodes them
+        (`actionlrp.encoding.transform`).
         """
         from actionlrp.extraction import ExtractionResult
 
@@ -416,18 +413,21 @@ class StoredDescriptors(Sequence):
 
     Parameters
     ----------
-    files : sequence of Path or None
-        Each clip's entry; None where it has none (the item is then None).
+    files : sequence of Path, LocalDescriptors or None
+        Each clip's entry; None where it has none (the item is then None); or its descriptors,
+        kept in memory (a clip whose cache entry could not be written).
     sizes : sequence of int
         Descriptors N of each clip (0 where None).
     params : DescriptorParams
         The store's, to check the entries' dimensions.
     client : distributed.Client, optional
-        Where `transform` encodes them; None: in this process.
+        Where `actionlrp.encoding.transform` encodes them; None: on this machine.
     """
 
     def __init__(self, files, sizes, params: DescriptorParams, client=None) -> None:
-        self.files = tuple(None if f is None else Path(f) for f in files)
+        self.files = tuple(
+            f if f is None or isinstance(f, LocalDescriptors) else Path(f) for f in files
+        )
         self.sizes = tuple(int(n) for n in sizes)
         self.params = params
         self.client = client
@@ -439,8 +439,8 @@ class StoredDescriptors(Sequence):
         if isinstance(i, slice):
             return self.take(range(len(self))[i])
         file = self.files[i]
-        if file is None:
-            return None
+        if file is None or isinstance(file, LocalDescriptors):
+            return file
         return load_entry(file, self.params)
 
     def __iter__(self) -> Iterator[LocalDescriptors | None]:
@@ -479,27 +479,3 @@ def take(descriptors: Sequence, indices: Iterable[int]) -> Sequence:
     if isinstance(descriptors, StoredDescriptors):
         return descriptors.take(indices)
     return [descriptors[i] for i in indices]
-
-
-def transform(encoder: FisherEncoder, descriptors: Sequence[LocalDescriptors]) -> np.ndarray:
-    """``encoder.transform(descriptors)``; stored descriptors with a client go to the cluster.
-
-    Returns
-    -------
-    ndarray, shape (n_clips, D), float32
-        In input order, the same numbers wherever they were computed.
-    """
-    if isinstance(descriptors, StoredDescriptors):
-        if any(n == 0 for n in descriptors.sizes):
-            first = descriptors.files[descriptors.sizes.index(0)]
-            raise EmptyClipError(
-                f"{first}: clip has no local descriptors (N = 0): too short or "
-                "too small for one cube, so it has no Fisher vector"
-            )
-        if descriptors.client is not None:
-            from actionlrp.cluster import encode_on_cluster
-
-            return encode_on_cluster(
-                descriptors.client, encoder, descriptors.files, descriptors.params
-            )
-    return encoder.transform(descriptors)

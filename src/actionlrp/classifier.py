@@ -123,7 +123,7 @@ class LinearClassifier(BaseEstimator):
             _class_weight_of(self.class_weight, classes), classes=classes, y=y
         )
         # the bias is liblinear's constant feature of value 1: K_ij = Φ_i·Φ_j + 1
-        gram = X @ X.T + 1.0
+        gram = _gram(X) + 1.0
 
         self.cv_scores_ = np.full(len(Cs), np.nan)
         if self.C is not None:
@@ -152,7 +152,12 @@ class LinearClassifier(BaseEstimator):
             self.C_ = Cs[int(np.argmax(self.cv_scores_))]
 
         dual = self._dual(gram, label, weights, self.C_)
-        coef, intercept = dual @ X, dual.sum(axis=1)  # w = Σ_i α_i y_i Φ_i, b = Σ_i α_i y_i
+        # w = Σ_i α_i y_i Φ_i, b = Σ_i α_i y_i; by column blocks, so that a float32 X is never
+        # copied whole to float64
+        coef = np.empty((dual.shape[0], X.shape[1]))
+        for start in range(0, X.shape[1], 4096):
+            np.matmul(dual, X[:, start : start + 4096], out=coef[:, start : start + 4096])
+        intercept = dual.sum(axis=1)
         self.classes_ = classes.astype(str)
         if self.classes_.size == 2:  # one score per class: f_0 = −f_1
             coef, intercept = np.concatenate([-coef, coef]), np.concatenate([-intercept, intercept])
@@ -385,6 +390,15 @@ def relevance_fv(
 def populated(psi: np.ndarray) -> np.ndarray:
     """The dimensions of Ψ a clip populates: |Ψ_d| > `LIVE_THRESHOLD` × max |Ψ|, bool (D,)."""
     return np.abs(psi) > LIVE_THRESHOLD * np.abs(psi).max(initial=0.0)
+
+
+def _gram(X: np.ndarray, block: int = 4096) -> np.ndarray:
+    """X Xᵀ in float64, summed over column blocks (a float32 X is never copied whole)."""
+    gram = np.zeros((X.shape[0], X.shape[0]))
+    for start in range(0, X.shape[1], block):
+        part = np.asarray(X[:, start : start + block], np.float64)
+        gram += part @ part.T
+    return gram
 
 
 def _class_weight_of(

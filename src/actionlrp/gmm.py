@@ -26,6 +26,8 @@ from actionlrp._scratch import _in_pieces
 
 #: Rows of the subsample EM starts on, per component.
 SUBSAMPLE_PER_COMPONENT = 32
+#: ... and at least this many in all, so that a small mixture still starts from a fair sample.
+SUBSAMPLE_LEAST = 4096
 #: EM on the subsample stops at this fraction of ``tol``: its iterations are cheap.
 SUBSAMPLE_TOL_FACTOR = 0.1
 
@@ -93,7 +95,7 @@ class DiagonalGMM(BaseEstimator):
         centre = x.mean(axis=0, dtype=np.float64)
         inputs = _stacked(x, centre)
         k = self.n_components
-        n_sub = min(x.shape[0], SUBSAMPLE_PER_COMPONENT * k)
+        n_sub = min(x.shape[0], max(SUBSAMPLE_PER_COMPONENT * k, SUBSAMPLE_LEAST))
         sub = inputs[np.sort(rng.choice(x.shape[0], n_sub, replace=False))]
         d = x.shape[1]
         # k-means on the subsample (k-means++ seeds, Lloyd; no empty cluster) → first M-step

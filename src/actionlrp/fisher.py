@@ -142,7 +142,7 @@ class FisherEncoder(BaseEstimator):
         Added to the GMM's variances, in squared descriptor units.
     max_iter : int, default 100
         Most EM iterations of the GMM on the whole sample (`actionlrp.gmm.DiagonalGMM`).
-    tol : float, default 1e-2
+    tol : float, default 3e-2
         EM stops when the mean log-likelihood per descriptor gains less than this.
     random_state : int, default 0
         Seed of the sampling, PCA and GMM: the same seed and data give the same encoder.
@@ -182,7 +182,7 @@ class FisherEncoder(BaseEstimator):
         feature_types: Sequence[str] = FEATURE_TYPES,
         reg_covar: float = 1e-4,
         max_iter: int = 100,
-        tol: float = 1e-2,
+        tol: float = 3e-2,
         random_state: int = 0,
     ):
         self.n_components = n_components

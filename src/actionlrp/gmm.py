@@ -44,7 +44,7 @@ class DiagonalGMM(BaseEstimator):
     max_iter : int, default 100
         Most EM iterations on the full data (those on the subsample come on top, at most as
         many again).
-    tol : float, default 1e-2
+    tol : float, default 3e-2
         EM stops when the mean log-likelihood per sample gains less than this.
     random_state : int, default 0
         Seed of the subsample and the k-means++ seeds.
@@ -69,7 +69,7 @@ class DiagonalGMM(BaseEstimator):
         n_components: int = 256,
         reg_covar: float = 1e-4,
         max_iter: int = 100,
-        tol: float = 1e-2,
+        tol: float = 3e-2,
         random_state: int = 0,
     ):
         self.n_components = n_components

@@ -25,7 +25,7 @@ import time
 import warnings
 
 import numpy as np
-from real_folds import FOLDS, OUT, SHARED
+from real_folds import FOLDS, splits_with_descriptors
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -33,14 +33,9 @@ from sklearn.svm import LinearSVC
 
 from actionlrp import fisher
 from actionlrp.classifier import LinearClassifier
-from actionlrp.datasets import folder_dataset, group_kfold, leave_one_group_out, read_groups
-from actionlrp.descriptors import DescriptorParams
-from actionlrp.extraction import extract_descriptors
 from actionlrp.fisher import FisherEncoder
 from actionlrp.gmm import DiagonalGMM
 from actionlrp.model import ActionModel
-
-CACHE = OUT / "cache"
 
 
 class SklearnGMM:
@@ -79,24 +74,8 @@ def reference_svm(X: np.ndarray, y: np.ndarray, seed: int = 0) -> LinearSVC:
 
 
 def run_set(name: str, path: str) -> dict:
-    root = SHARED / name
-    clips = folder_dataset(root)
-    groups = read_groups(root / "groups.csv")
-    if name == "ut-interaction-set1":
-        splits = leave_one_group_out(clips, groups)
-    else:
-        splits = group_kfold(clips, FOLDS[name], groups, seed=0)
+    splits, descriptors, _ = splits_with_descriptors(name)
     model = ActionModel()
-    result = extract_descriptors(
-        [c.path for c in clips],
-        motion="mv",
-        cell=model.cell,
-        params=DescriptorParams(),
-        cache_dir=CACHE,
-        n_jobs=2,
-        progress=False,
-    )
-    descriptors = dict(zip([c.path for c in clips], result.descriptors, strict=True))
     fisher.DiagonalGMM = SklearnGMM if path == "reference" else DiagonalGMM
     seconds = {"gmm": 0.0, "encode": 0.0, "svm": 0.0}
     accuracy = []

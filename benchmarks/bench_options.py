@@ -15,12 +15,10 @@ import json
 import time
 
 import numpy as np
-from real_folds import FOLDS, OUT, SHARED
+from real_folds import FOLDS, splits_with_descriptors
 
 from actionlrp.classifier import LinearClassifier
-from actionlrp.datasets import folder_dataset, group_kfold, leave_one_group_out, read_groups
 from actionlrp.descriptors import DescriptorParams
-from actionlrp.extraction import extract_descriptors
 from actionlrp.fisher import FisherEncoder
 from actionlrp.model import ActionModel
 
@@ -35,24 +33,8 @@ OPTIONS = {
 
 
 def run(name: str, params: DescriptorParams) -> dict:
-    root = SHARED / name
-    clips = folder_dataset(root)
-    groups = read_groups(root / "groups.csv")
-    if name == "ut-interaction-set1":
-        splits = leave_one_group_out(clips, groups)
-    else:
-        splits = group_kfold(clips, FOLDS[name], groups, seed=0)
+    splits, descriptors, extraction_seconds = splits_with_descriptors(name, params)
     defaults = ActionModel()
-    result = extract_descriptors(
-        [c.path for c in clips],
-        motion="mv",
-        cell=defaults.cell,
-        params=params,
-        cache_dir=OUT / "cache",
-        n_jobs=2,
-        progress=False,
-    )
-    descriptors = dict(zip([c.path for c in clips], result.descriptors, strict=True))
     seconds = {"gmm": 0.0, "encode": 0.0, "svm": 0.0}
     accuracy = []
     for split in splits:
@@ -75,7 +57,7 @@ def run(name: str, params: DescriptorParams) -> dict:
     return {
         "accuracy": round(float(np.mean(accuracy)), 3),
         "accuracy_std": round(float(np.std(accuracy)), 3),
-        "extraction_seconds": round(result.seconds, 1),
+        "extraction_seconds": round(extraction_seconds, 1),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
 

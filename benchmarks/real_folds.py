@@ -16,7 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import actionlrp  # noqa: F401 — sets OpenBLAS's thread timeout before numpy loads
-from actionlrp.datasets import Clip, folder_dataset, group_kfold, read_groups
+from actionlrp.datasets import (
+    Clip,
+    Split,
+    folder_dataset,
+    group_kfold,
+    leave_one_group_out,
+    read_groups,
+)
+from actionlrp.descriptors import DescriptorParams, LocalDescriptors
+from actionlrp.extraction import extract_descriptors
 from actionlrp.model import ActionModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +55,31 @@ def folds(name: str, only: int | None = None) -> Iterator[tuple[int, ActionModel
             model.save(path)
             print(f"trained {path.name} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         yield k, model, list(split.test)
+
+
+def splits_with_descriptors(
+    name: str, params: DescriptorParams | None = None
+) -> tuple[list[Split], dict[Path, LocalDescriptors], float]:
+    """Dataset ``name``'s group folds (ut-interaction-set1: leave one sequence out), every clip's
+    descriptors at ``params`` (cached in ``out/folds/cache``) and the extraction's seconds."""
+    root = SHARED / name
+    clips = folder_dataset(root)
+    groups = read_groups(root / "groups.csv")
+    if name == "ut-interaction-set1":
+        splits = leave_one_group_out(clips, groups)
+    else:
+        splits = group_kfold(clips, FOLDS[name], groups, seed=0)
+    result = extract_descriptors(
+        [c.path for c in clips],
+        motion="mv",
+        cell=ActionModel().cell,
+        params=params or DescriptorParams(),
+        cache_dir=OUT / "cache",
+        n_jobs=2,
+        progress=False,
+    )
+    descriptors = dict(zip((c.path for c in clips), result.descriptors, strict=True))
+    return splits, descriptors, result.seconds
 
 
 if __name__ == "__main__":

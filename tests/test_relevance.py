@@ -269,14 +269,8 @@ def test_bin_relevance_through_pca_conserves_as_epsilon_goes_to_zero(setup, pca_
     assert abs(fine[0].absorbed) > abs(fine[1].absorbed)
 
 
-def test_fine_relevance_of_a_large_video_lands_on_its_own_grid(setup, tmp_path):
-    from actionlrp.descriptors import DescriptorParams
-
-    obj = SyntheticObject("translate", size=48, velocity=(3.0, 0.0), centre=(80.0, 72.0))
-    clip = synthetic.make_clip(tmp_path / "wide.mp4", [obj], width=336, height=144, n_frames=30)
-    field = read_motion_field(clip.path)
-    params = DescriptorParams(max_width=160)
-    _, fields, _, labels = setup
+def _small_model(params, fields, labels) -> ActionModel:
+    """A K = 2 model of the setup's clips described with ``params``."""
     model = ActionModel(
         n_components=2,
         pca_dims=None,
@@ -285,7 +279,18 @@ def test_fine_relevance_of_a_large_video_lands_on_its_own_grid(setup, tmp_path):
         n_jobs=1,
         progress=False,
     )
-    model.fit_descriptors([describe(f, params) for f in fields], labels)
+    return model.fit_descriptors([describe(f, params) for f in fields], labels)
+
+
+def test_fine_relevance_of_a_large_video_lands_on_its_own_grid(setup, tmp_path):
+    from actionlrp.descriptors import DescriptorParams
+
+    obj = SyntheticObject("translate", size=48, velocity=(3.0, 0.0), centre=(80.0, 72.0))
+    clip = synthetic.make_clip(tmp_path / "wide.mp4", [obj], width=336, height=144, n_frames=30)
+    field = read_motion_field(clip.path)
+    params = DescriptorParams(max_width=160)
+    _, fields, _, labels = setup
+    model = _small_model(params, fields, labels)
     e = explain(model, field, describe(field, params), rule=FINE_ZERO)
     assert e.relevance_voxels.shape == field.grid_shape
     r2_total = sum(r.sum() for r in e.relevance_descriptors.values())
@@ -471,15 +476,7 @@ def test_two_scales_with_slice_normalisation_explain_and_share_by_scale(setup):
 
     params = DescriptorParams(cube_px=(32, 48), stride_px=(16, 24), slice_normalization=True)
     _, fields, _, labels = setup
-    model = ActionModel(
-        n_components=2,
-        pca_dims=None,
-        descriptor_params=params,
-        max_samples=5000,
-        n_jobs=1,
-        progress=False,
-    )
-    model.fit_descriptors([describe(f, params) for f in fields], labels)
+    model = _small_model(params, fields, labels)
     e = explain(model, fields[0], describe(fields[0], params))
     assert sorted(e.scale_relevance) == [32, 48]
     r2_total = sum(r.sum() for r in e.relevance_descriptors.values())

@@ -106,13 +106,14 @@ class DiagonalGMM(BaseEstimator):
         gamma[np.arange(n_sub), labels] = 1.0
         params = self._m_step(sub, gamma)
         if n_sub < x.shape[0]:
-            params, _, _, _ = self._em(sub, params, self.max_iter, SUBSAMPLE_TOL_FACTOR * self.tol)
+            self._em(sub, params, self.max_iter, SUBSAMPLE_TOL_FACTOR * self.tol, gamma)
+            params = self._m_step(sub, gamma)
         gamma = np.empty((x.shape[0], k), np.float32)
-        _, self.lower_bound_, self.n_iter_, self.converged_ = self._em(
+        self.lower_bound_, self.n_iter_, self.converged_ = self._em(
             inputs, params, self.max_iter, self.tol, gamma
         )
-        # the last M-step again in float64 on the data as given, so that a feature that is 0
-        # wherever a component's weight lies gets a mean of exactly 0, not centring round-off
+        # the last M-step in float64 on the data as given, so that a feature that is 0 wherever
+        # a component's weight lies gets a mean of exactly 0, not centring round-off
         x64 = np.asarray(x, np.float64)
         counts = gamma.sum(axis=0, dtype=np.float64) + 10 * np.finfo(np.float32).eps
         g64 = gamma.astype(np.float64)
@@ -128,27 +129,29 @@ class DiagonalGMM(BaseEstimator):
         params: tuple,
         max_iter: int,
         tol: float,
-        loglik: np.ndarray | None = None,
-    ) -> tuple[tuple, float, int, bool]:
-        """EM from ``params``; ``loglik`` (n, K) float32, if given, ends holding the last γ."""
+        loglik: np.ndarray,
+    ) -> tuple[float, int, bool]:
+        """EM from ``params`` until the mean log-likelihood gains less than ``tol``; ``loglik``
+        (n, K) float32 ends holding the last E-step's γ, whose M-step is the caller's.
+        Returns that mean log-likelihood, the E-steps run, and whether ``tol`` was met."""
         previous = -np.inf
         n = inputs.shape[0]
-        if loglik is None:
-            loglik = np.empty((n, self.n_components), np.float32)
         per_row = np.empty(n, np.float64)
         mean_ll = -np.inf
         for iteration in range(1, max_iter + 1):
+            if iteration > 1:
+                params = self._m_step(inputs, loglik)
             np.matmul(inputs, _loglik_weights(*params), out=loglik)
             # design §3: γ_lk = softmax_k of the log-densities; per_row_l = log Σ_k π_k N(x_l|k)
             _in_pieces(n, 4096, _responsibilities, loglik, per_row)
             mean_ll = float(per_row.mean())
-            params = self._m_step(inputs, loglik)
             if abs(mean_ll - previous) < tol:
-                return params, mean_ll, iteration, True
+                return mean_ll, iteration, True
             previous = mean_ll
-        return params, mean_ll, max_iter, False
+        return mean_ll, max_iter, False
 
     def _m_step(self, inputs: np.ndarray, gamma: np.ndarray) -> tuple:
+        """π, μ, σ² (float64) from γ (n, K) and the rows [x, x∘x, 1] (n, 2d + 1)."""
         d = (inputs.shape[1] - 1) // 2
         counts = gamma.sum(axis=0, dtype=np.float64) + 10 * np.finfo(np.float32).eps
         sums = (gamma.T @ inputs[:, : 2 * d]).astype(np.float64)  # [Σ γ x, Σ γ x∘x], (K, 2d)

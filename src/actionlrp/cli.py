@@ -77,6 +77,7 @@ def _model_params(args: argparse.Namespace) -> dict:
         "motion": args.motion,
         "n_components": args.k,
         "pca_dims": args.pca or None,
+        "pyramid": args.pyramid,
         "C": args.C,
         "random_state": args.seed,
         "n_jobs": args.jobs,
@@ -466,6 +467,11 @@ def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
             type=int,
             default=48,
             help="PCA dims per feature type before the GMM (default 48; 0: no PCA)",
+        )
+        p.add_argument(
+            "--pyramid",
+            action="store_true",
+            help="a Fisher vector per cell of the 24-cell space-time pyramid",
         )
         p.add_argument("--C", type=float, default=None, help="SVM C (default: cross-validated)")
         p.add_argument("--seed", type=int, default=0)

@@ -41,6 +41,7 @@ from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.descriptors import FEATURE_TYPES, LocalDescriptors
 from actionlrp.errors import EmptyClipError
 from actionlrp.gmm import DiagonalGMM
+from actionlrp.pyramid import Pyramid
 
 if TYPE_CHECKING:
     from actionlrp.relevance import Forward
@@ -144,6 +145,10 @@ class FisherEncoder(BaseEstimator):
         Most EM iterations of the GMM on the whole sample (`actionlrp.gmm.DiagonalGMM`).
     tol : float, default 3e-2
         EM stops when the mean log-likelihood per descriptor gains less than this.
+    pyramid : None or sequence of (int, int, int), default None
+        Space-time grids ``(nx, ny, nt)`` (`actionlrp.pyramid`): each cell of each grid is a
+        channel of Ψ, encoded from the cubes whose centre lies in it (Kantorov & Laptev:
+        `pyramid.KL_GRIDS`, 24 channels). None: one channel, the whole clip.
     random_state : int, default 0
         Seed of the sampling, PCA and GMM: the same seed and data give the same encoder.
 
@@ -162,10 +167,13 @@ class FisherEncoder(BaseEstimator):
     sigmas_ : dict of str to ndarray, shape (K, d)
         Component standard deviations σ_k, float64.
     blocks_ : dict of str to slice
-        Where each feature type's block lies in Ψ: its first K·d entries are Ψ^μ, the next K·d
-        Ψ^σ, both k-major (index ``k·d + i``).
+        Where each feature type's block lies in Ψ: C channels one after the other (C = 1 without
+        a pyramid), each 2·K·d long: its first K·d entries Ψ^μ, the next K·d Ψ^σ, both k-major
+        (index ``k·d + i``).
+    n_channels_ : int
+        C, the pyramid's channels (1 without a pyramid).
     fv_dim_ : int
-        D, the length of Ψ: Σ_f 2·K·d_f.
+        D, the length of Ψ: Σ_f C·2·K·d_f.
     n_training_samples_ : int
         Descriptors actually sampled to fit (set by `fit` only; not part of the state).
     converged_ : dict of str to bool
@@ -183,6 +191,7 @@ class FisherEncoder(BaseEstimator):
         reg_covar: float = 1e-4,
         max_iter: int = 100,
         tol: float = 3e-2,
+        pyramid: Sequence[Sequence[int]] | None = None,
         random_state: int = 0,
     ):
         self.n_components = n_components
@@ -192,6 +201,7 @@ class FisherEncoder(BaseEstimator):
         self.reg_covar = reg_covar
         self.max_iter = max_iter
         self.tol = tol
+        self.pyramid = pyramid
         self.random_state = random_state
 
     # ----------------------------------------------------------------------------------------
@@ -284,6 +294,8 @@ class FisherEncoder(BaseEstimator):
         params = dict(params)
         if isinstance(params.get("feature_types"), list):
             params["feature_types"] = tuple(params["feature_types"])
+        if params.get("pyramid") is not None:
+            params["pyramid"] = tuple(tuple(g) for g in params["pyramid"])
         encoder = cls(**params)
         types = encoder._check_params()
         encoder.pca_mean_, encoder.pca_components_ = {}, {}
@@ -356,6 +368,7 @@ class FisherEncoder(BaseEstimator):
             )
         if not self.reg_covar >= 0:
             raise ValueError(f"reg_covar must be ≥ 0, got {self.reg_covar!r}")
+        Pyramid.of(self.pyramid)
         return types
 
     def _pca_dims_of(self, feature: str) -> int | None:
@@ -409,9 +422,12 @@ class FisherEncoder(BaseEstimator):
     def _finish_state(self, types: tuple[str, ...]) -> None:
         """Derive ``dims_``, ``blocks_``, ``fv_dim_`` and the encoding matrices from the state."""
         self.dims_ = {f: self.means_[f].shape[1] for f in types}
+        self._pyramid = Pyramid.of(self.pyramid)
+        self.n_channels_ = 1 if self._pyramid is None else self._pyramid.n_channels
+        self._membership = None if self._pyramid is None else self._pyramid.membership()
         self.blocks_, start = {}, 0
         for f in types:
-            size = 2 * self.n_components * self.dims_[f]
+            size = self.n_channels_ * 2 * self.n_components * self.dims_[f]
             self.blocks_[f] = slice(start, start + size)
             start += size
         self.fv_dim_ = start
@@ -509,19 +525,74 @@ class FisherEncoder(BaseEstimator):
             gamma /= gamma.sum(axis=1, keepdims=True)
             yield gamma, stacked
 
+    def atoms(self, desc: LocalDescriptors) -> np.ndarray:
+        """The pyramid atom of each descriptor (`Pyramid.atoms`); all 0 without a pyramid.
+
+        Returns
+        -------
+        ndarray of intp, shape (N,)
+        """
+        check_is_fitted(self, "weights_")
+        if self._pyramid is None:
+            return np.zeros(len(desc), np.intp)
+        return self._pyramid.atoms(desc.boxes)
+
+    def channel_counts(self, atoms: np.ndarray) -> np.ndarray:
+        """N_c, the descriptors in each channel, from the descriptors' `atoms`; shape (C,)."""
+        if self._membership is None:
+            return np.array([float(len(atoms))])
+        counts = np.bincount(atoms, minlength=len(self._membership))
+        return counts @ self._membership.astype(np.float64)
+
+    def channel_sums(self, per_atom: np.ndarray) -> np.ndarray:
+        """Statistics of each channel from those of each atom: (n_atoms, ...) → (C, ...)."""
+        if self._membership is None:
+            return per_atom
+        return np.tensordot(self._membership.T.astype(np.float64), per_atom, axes=1)
+
+    def channel_totals(self, values: np.ndarray) -> dict[str, float]:
+        """Σ of ``values`` (D,) over each pyramid channel's dimensions, all feature types
+        together, by channel name (`Pyramid.channel_names`); empty without a pyramid."""
+        check_is_fitted(self, "weights_")
+        if self._pyramid is None:
+            return {}
+        totals = sum(
+            np.asarray(values[block], np.float64).reshape(self.n_channels_, -1).sum(axis=1)
+            for block in self.blocks_.values()
+        )
+        return dict(zip(self._pyramid.channel_names(), map(float, totals), strict=True))
+
     def _psi_block(
-        self, desc: LocalDescriptors, f: str, n: int, assignments: SoftAssignments | None
+        self,
+        desc: LocalDescriptors,
+        f: str,
+        atoms: np.ndarray,
+        assignments: SoftAssignments | None,
     ) -> np.ndarray:
-        """Ψ of one feature type, shape (2·K·d,), float64."""
+        """Ψ of one feature type, shape (C·2·K·d,), float64."""
         d, k = self.dims_[f], self.n_components
-        s0 = np.zeros(k)
-        s12 = np.zeros((k, 2 * d))
+        n_atoms = 1 if self._membership is None else len(self._membership)
+        s0 = np.zeros((n_atoms, k))
+        s12 = np.zeros((n_atoms, k, 2 * d))
+        start = 0
         with _workspace() as work:
             for gamma, stacked in self._chunks(desc, f, work, assignments):
-                s0 += gamma.sum(axis=0)
-                # design §3: Σ_l γ_lk x_l = Γᵀ X and Σ_l γ_lk x_l² = Γᵀ (X∘X), in float64
-                s12 += gamma.T @ stacked
-        return self._psi_of_sums(f, s0, s12, n)
+                for atom, rows in atom_groups(atoms[start : start + len(gamma)], n_atoms):
+                    g = gamma[rows]
+                    s0[atom] += g.sum(axis=0)
+                    # design §3: Σ_l γ_lk x_l = Γᵀ X and Σ_l γ_lk x_l² = Γᵀ (X∘X), in float64
+                    s12[atom] += g.T @ stacked[rows]
+                start += len(gamma)
+        s0, s12 = self.channel_sums(s0), self.channel_sums(s12)
+        counts = self.channel_counts(atoms)
+        return np.concatenate(
+            [
+                self._psi_of_sums(f, s0[c], s12[c], counts[c])
+                if counts[c] > 0
+                else np.zeros(2 * k * d)
+                for c in range(self.n_channels_)
+            ]
+        )
 
     def _psi_of_sums(self, f: str, s0: np.ndarray, s12: np.ndarray, n: float) -> np.ndarray:
         """Ψ of one feature type from S0 = Σ_l γ_l (K,) and [S1, S2] (K, 2d) (design §3)."""
@@ -578,12 +649,17 @@ class FisherEncoder(BaseEstimator):
             work = _Workspace() if work is None else work
             kept = {f: list(self._compute_chunks(desc, f, work)) for f in self.feature_types}
             assignments = SoftAssignments(desc, kept)
+        atoms = self.atoms(desc)
         psi = np.concatenate(
-            [self._psi_block(desc, f, n, assignments) for f in self.feature_types]
+            [self._psi_block(desc, f, atoms, assignments) for f in self.feature_types]
         )
         if not np.all(np.isfinite(psi)):
             raise ValueError("desc: descriptors are not finite (NaN or infinity in features)")
-        return FisherVector(psi, power_l2_normalise(psi), n, assignments)
+        return FisherVector(psi, self.normalise(psi), n, assignments)
+
+    def normalise(self, psi: np.ndarray) -> np.ndarray:
+        """Φ of Ψ (design §3): power and ℓ2 normalisation, over all of Ψ (shape (..., D))."""
+        return power_l2_normalise(psi)
 
     def transform(self, descriptors: Iterable[LocalDescriptors]) -> np.ndarray:
         """Φ of each clip, one row per clip.
@@ -646,6 +722,20 @@ class FisherEncoder(BaseEstimator):
     def _check_feature(self, feature: str) -> None:
         if feature not in self.blocks_:
             raise ValueError(f"feature must be one of {tuple(self.feature_types)}, got {feature!r}")
+
+
+def atom_groups(atoms: np.ndarray, n_atoms: int) -> Iterator[tuple[int, np.ndarray | slice]]:
+    """``(atom, rows)`` for each atom among ``atoms`` (a block's descriptors), ``rows`` indexing
+    them; one ``(0, slice(None))`` when there is a single atom, so that nothing is copied."""
+    if n_atoms == 1:
+        yield 0, slice(None)
+        return
+    order = np.argsort(atoms, kind="stable")
+    sorted_atoms = atoms[order]
+    bounds = np.flatnonzero(np.diff(sorted_atoms)) + 1
+    for rows in np.split(order, bounds):
+        if rows.size:
+            yield int(atoms[rows[0]]), rows
 
 
 def _n_descriptors(

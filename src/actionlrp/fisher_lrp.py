@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.descriptors import LocalDescriptors
 from actionlrp.descriptors_lrp import row_sums, still_reference
-from actionlrp.fisher import FisherEncoder, SoftAssignments, _n_descriptors
+from actionlrp.fisher import FisherEncoder, SoftAssignments, _n_descriptors, atom_groups
 from actionlrp.rules import EpsilonUnit, Rule
 
 if TYPE_CHECKING:
@@ -124,9 +124,10 @@ def descriptor_relevance(
     a = np.asarray(a, np.float64)
     if a.shape != (encoder.fv_dim_,):
         raise ValueError(f"a must have shape ({encoder.fv_dim_},) like Ψ, got {a.shape}")
-    n = _n_descriptors(desc, tuple(encoder.feature_types), encoder.input_dims_)
+    _n_descriptors(desc, tuple(encoder.feature_types), encoder.input_dims_)
+    atoms = encoder.atoms(desc)
     return {
-        f: _relevance_block(encoder, desc, f, a[encoder.blocks_[f]], n, assignments)
+        f: _relevance_block(encoder, desc, f, a[encoder.blocks_[f]], atoms, assignments)
         for f in encoder.blocks_
     }
 
@@ -147,25 +148,54 @@ def _relevance_terms(
     return p, q, c
 
 
+def _atom_terms(encoder: FisherEncoder, f: str, a: np.ndarray, atoms: np.ndarray) -> np.ndarray:
+    """[P Q C] (n_atoms, K, 3d) of each pyramid atom: the sum of `_relevance_terms` over the
+    channels that hold it, each with its own a (2·K·d) and N_c (design §5.3)."""
+    k, d = encoder.n_components, encoder.dims_[f]
+    counts = encoder.channel_counts(atoms)
+    terms = np.zeros((encoder.n_channels_, k, 3 * d))
+    size = 2 * k * d
+    for c in np.flatnonzero(counts):
+        a_c = a[c * size : (c + 1) * size]
+        terms[c] = np.concatenate(_relevance_terms(encoder, f, a_c, counts[c]), axis=1)
+    if encoder.n_channels_ == 1:
+        return terms
+    return np.tensordot(encoder._membership.astype(np.float64), terms, axes=1)
+
+
+def _times_terms(
+    gamma: np.ndarray, terms: np.ndarray, atoms: np.ndarray, out: np.ndarray
+) -> np.ndarray:
+    """Γ [P Q C] of a block of descriptors into ``out`` (n, 3d), each row with its atom's terms."""
+    if len(terms) == 1:
+        return np.matmul(gamma, terms[0], out=out)
+    for atom, rows in atom_groups(atoms, len(terms)):
+        out[rows] = gamma[rows] @ terms[atom]
+    return out
+
+
 def _relevance_block(
     encoder: FisherEncoder,
     desc: LocalDescriptors,
     f: str,
     a: np.ndarray,
-    n: int,
+    atoms: np.ndarray,
     assignments: SoftAssignments | None,
 ) -> np.ndarray:
-    p, q, c = _relevance_terms(encoder, f, a, n)
-    const = c.sum(axis=1)
-    pq = np.ascontiguousarray(np.concatenate([p, q], axis=1).T)  # (2d, K)
-    out = np.empty(n)
+    d = encoder.dims_[f]
+    terms = _atom_terms(encoder, f, a, atoms)
+    const = terms[:, :, 2 * d :].sum(axis=2)  # (n_atoms, K)
+    pq = np.ascontiguousarray(terms[:, :, : 2 * d].transpose(0, 2, 1))  # (n_atoms, 2d, K)
+    out = np.empty(len(atoms))
     start = 0
     with _workspace() as work:
         for gamma, stacked in encoder._chunks(desc, f, work, assignments):
-            inner = stacked @ pq
-            inner += const
-            # design §5.3: R(2)_l = Σ_k γ_lk [x_l·P + (x_l∘x_l)·Q + c]_k
-            out[start : start + len(gamma)] = np.einsum("lk,lk->l", gamma, inner)
+            block = out[start : start + len(gamma)]
+            for atom, rows in atom_groups(atoms[start : start + len(gamma)], len(terms)):
+                inner = stacked[rows] @ pq[atom]
+                inner += const[atom]
+                # design §5.3: R(2)_l = Σ_k γ_lk [x_l·P + (x_l∘x_l)·Q + c]_k
+                block[rows] = np.einsum("lk,lk->l", gamma[rows], inner)
             start += len(gamma)
     return out
 
@@ -325,11 +355,12 @@ def bin_relevance(
     n = _n_descriptors(desc, tuple(encoder.feature_types), encoder.input_dims_)
     if out is None:
         out = {f: np.empty((n, encoder.input_dims_[f])) for f in encoder.blocks_}
+    atoms = encoder.atoms(desc)
     index, roots = None, dict.fromkeys(encoder.blocks_)
     if reference is None:
         a = _stabilised_weights(r3, epsilon, epsilon_unit, psi, live)
     else:
-        index, roots, psi_ref = root or _roots(encoder, reference, reference_index, n)
+        index, roots, psi_ref = root or _roots(encoder, reference, reference_index, atoms)
         a = _stabilised_weights(r3, epsilon, epsilon_unit, psi - psi_ref, live)
     r2 = {}
     with _workspace() as work:
@@ -339,7 +370,7 @@ def bin_relevance(
                 desc,
                 f,
                 a[encoder.blocks_[f]],
-                n,
+                atoms,
                 (
                     epsilon if pca_epsilon is None else pca_epsilon,
                     epsilon_unit,
@@ -360,22 +391,32 @@ def _roots(
     encoder: FisherEncoder,
     reference: LocalDescriptors,
     reference_index: np.ndarray | None,
-    n: int,
+    atoms: np.ndarray,
 ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """The still root of a clip of ``n`` descriptors: each descriptor's reference row, γ⁰ and
-    [x⁰′, x⁰′∘x⁰′] of the S reference rows per feature type, and Ψ⁰ (D,)."""
+    """The still root of a clip whose descriptors lie in pyramid ``atoms`` (N,): each
+    descriptor's root, ``atom · S + s`` with s its reference row; γ⁰ and [x⁰′, x⁰′∘x⁰′] of the S
+    reference rows per feature type; and Ψ⁰ (D,)."""
+    n, s_rows = len(atoms), len(reference)
     index = np.zeros(n, np.intp) if reference_index is None else reference_index
-    index = np.asarray(index, np.intp)
-    share = np.bincount(index, minlength=len(reference)) / n
-    # Ψ⁰ = Σ_l z⁰_l = Σ_s share_s Ψ(x⁰_s), Ψ(x⁰_s) that of a one-descriptor clip
+    index = atoms * s_rows + np.asarray(index, np.intp)
+    n_atoms = 1 if encoder._membership is None else len(encoder._membership)
+    uses = np.bincount(index, minlength=n_atoms * s_rows).reshape(n_atoms, s_rows)
+    uses = uses.astype(np.float64)
+    counts = encoder.channel_counts(atoms)
+    # Ψ⁰_c = Σ_{l in c} z⁰_l: the statistics of reference row s, as often as descriptors of the
+    # channel deviate from it
     roots = {f: next(encoder._compute_chunks(reference, f)) for f in encoder.blocks_}
-    psi_ref = np.concatenate(
-        [
-            encoder._psi_of_sums(f, share @ g0, (share[:, None] * g0).T @ x0, 1)
-            for f, (g0, x0) in roots.items()
-        ]
-    )
-    return index, roots, psi_ref
+    psi_ref = []
+    for f, (g0, x0) in roots.items():
+        s0 = encoder.channel_sums(uses @ g0)
+        s12 = encoder.channel_sums(np.einsum("as,sk,sj->akj", uses, g0, x0))
+        k, d = encoder.n_components, encoder.dims_[f]
+        for c in range(encoder.n_channels_):
+            if counts[c] > 0:
+                psi_ref.append(encoder._psi_of_sums(f, s0[c], s12[c], counts[c]))
+            else:
+                psi_ref.append(np.zeros(2 * k * d))
+    return index, roots, np.concatenate(psi_ref)
 
 
 def _still_root(encoder: FisherEncoder, forward: Forward) -> tuple[LocalDescriptors, tuple]:
@@ -384,7 +425,8 @@ def _still_root(encoder: FisherEncoder, forward: Forward) -> tuple[LocalDescript
     if "still root" not in forward.memo:
         desc = forward.descriptors
         reference, index = still_reference(forward.field, desc, forward.params)
-        forward.memo["still root"] = (reference, _roots(encoder, reference, index, len(desc)))
+        atoms = encoder.atoms(desc)
+        forward.memo["still root"] = (reference, _roots(encoder, reference, index, atoms))
     return forward.memo["still root"]
 
 
@@ -414,7 +456,7 @@ def _input_block(
     desc: LocalDescriptors,
     f: str,
     a: np.ndarray,
-    n: int,
+    atoms: np.ndarray,
     epsilon: tuple[float, EpsilonUnit, str, str],
     out: np.ndarray,
     work: _Workspace,
@@ -425,28 +467,31 @@ def _input_block(
 ) -> np.ndarray:
     """`bin_relevance` of one feature type into ``out``: the FV layer, then the PCA layer,
     block by block in ``work``'s scratch arrays. ``root``: γ⁰ (S, K) and [x⁰′, x⁰′∘x⁰′]
-    (S, 2d) of the ``reference`` rows."""
-    d = encoder.dims_[f]
-    pqc = np.concatenate(_relevance_terms(encoder, f, a, n), axis=1)  # (K, 3d)
+    (S, 2d) of the ``reference`` rows; ``index``: each descriptor's root, ``atom · S + s``
+    (`_roots`). Whatever belongs to a root is laid out per (atom, reference row) the same way."""
+    d, n = encoder.dims_[f], len(atoms)
+    terms = _atom_terms(encoder, f, a, atoms)  # (n_atoms, K, 3d)
+    n_atoms = len(terms)
     pca = f in encoder.pca_components_
     alpha_beta = None  # W and |W| when the PCA layer goes by the α1β0 rule
     if reference is None:
-        index = np.zeros(n, np.intp)
-        ref_value, ref_stacked = np.zeros((1, d)), np.zeros((1, 2 * d))
-        origins = encoder.pca_mean_[f][None, :] if pca else None
+        index = atoms
+        ref_value, ref_stacked = np.zeros((n_atoms, d)), np.zeros((1, 2 * d))
+        origins = np.tile(encoder.pca_mean_[f], (n_atoms, 1)) if pca else None
     else:
-        # R(2) of the reference rows themselves, z⁰ in the same terms
+        # R(2) of the reference rows themselves, z⁰ in the same terms, for every atom
         gamma0, ref_stacked = root
-        g0 = gamma0 @ pqc
-        ref_value = ref_stacked[:, :d] * g0[:, :d] + ref_stacked[:, d:] * g0[:, d : 2 * d]
-        ref_value += g0[:, 2 * d :]
-        origins = np.asarray(reference.features[f], np.float64)
+        g0 = np.concatenate([gamma0 @ t for t in terms])  # (n_atoms · S, 3d)
+        x0 = np.tile(ref_stacked, (n_atoms, 1))
+        ref_value = x0[:, :d] * g0[:, :d] + x0[:, d:] * g0[:, d : 2 * d] + g0[:, 2 * d :]
+        origins = np.tile(np.asarray(reference.features[f], np.float64), (n_atoms, 1))
     if pca:
         components = encoder.pca_components_[f]
         if reference is None:  # x′ = W (x − m): the centred x′ plus the mixture's centre
             shift = (encoder._derived[f].offset - encoder.pca_mean_[f] @ components.T)[None, :]
         else:  # W (x − x⁰) = centred x′ − centred x⁰′
             shift = -ref_stacked[:, :d]
+        shift = np.tile(shift, (n_atoms, 1))
         value, unit, scale, pca_rule = epsilon
         if pca_rule == "alpha-beta":
             alpha_beta = (components, np.abs(components))
@@ -469,7 +514,8 @@ def _input_block(
     for gamma, stacked in encoder._chunks(desc, f, None, assignments):
         stop = start + len(gamma)
         rows = index[start:stop]
-        g = np.matmul(gamma, pqc, out=work.array("fv g", (len(gamma), 3 * d), np.float64))
+        g = work.array("fv g", (len(gamma), 3 * d), np.float64)
+        _times_terms(gamma, terms, atoms[start:stop], g)
         if alpha_beta is not None:
             # design §5.4: R_lj = Σ_i [W_ij δ_lj]_σ R(2)_li / Σ_j′ [W_ij′ δ_lj′]_σ, σ = sign x′_li
             value = work.array("fv ratio", (len(gamma), d), np.float64)

@@ -30,6 +30,7 @@ from actionlrp.encoding import transform
 from actionlrp.errors import DatasetError, EmptyClipError, ModelFileError, VideoError
 from actionlrp.extraction import ExtractionResult, extract_descriptors
 from actionlrp.fisher import FisherEncoder
+from actionlrp.pyramid import KL_GRIDS
 from actionlrp.store import kept_indices, take
 
 if TYPE_CHECKING:
@@ -62,6 +63,9 @@ class ActionModel:
     max_samples : int
         Descriptors sampled (uniformly over all training clips) to fit PCA and GMM. The GMM fit
         is most of the training time; 50 000 is ~200 per Gaussian at K = 256.
+    pyramid : bool
+        Encode a Fisher vector per cell of Kantorov & Laptev's space-time pyramid
+        (`pyramid.KL_GRIDS`: 24 channels, D 24 × as long) instead of one for the whole clip.
     C : float or None
         SVM regularisation; None chooses it by cross-validation on the training set.
     random_state : int
@@ -102,6 +106,7 @@ class ActionModel:
         n_components: int = 256,
         pca_dims: int | None = 48,
         max_samples: int = 50_000,
+        pyramid: bool = False,
         C: float | None = None,
         random_state: int = 0,
         n_jobs: int = 2,
@@ -117,6 +122,7 @@ class ActionModel:
         self.n_components = n_components
         self.pca_dims = pca_dims
         self.max_samples = max_samples
+        self.pyramid = pyramid
         self.C = C
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -182,6 +188,7 @@ class ActionModel:
             n_components=self.n_components,
             pca_dims=self.pca_dims,
             max_samples=self.max_samples,
+            pyramid=KL_GRIDS if self.pyramid else None,
             random_state=self.random_state,
         ).fit(descriptors)
         fitted = time.perf_counter()
@@ -308,6 +315,7 @@ class ActionModel:
             "n_components": self.n_components,
             "pca_dims": self.pca_dims,
             "max_samples": self.max_samples,
+            "pyramid": self.pyramid,
             "C": self.C,
             "random_state": self.random_state,
         }

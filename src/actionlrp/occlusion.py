@@ -126,7 +126,7 @@ def occlusion(
         ``class_name`` or ``versus`` is not one of the model's classes, or they are the same.
     ValueError
         ``region_px`` or ``region_frames`` do not fit the field, or ``descriptors`` are not
-        the field's in `describe`'s order.
+        the field's in `describe`'s order, or the model has a space-time pyramid.
 
     Examples
     --------
@@ -137,6 +137,11 @@ def occlusion(
     True
     """
     descriptor_layer, encoder, classifier = model.layers_
+    if encoder.n_channels_ > 1:
+        raise ValueError(
+            "occlusion: the model encodes a space-time pyramid, which occlusion does not handle "
+            "yet; explain it with LRP"
+        )
     params = descriptor_layer.params
     region_frames = params.cell_frames if region_frames is None else int(region_frames)
     if region_px < field.cell or region_px % field.cell:

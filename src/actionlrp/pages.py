@@ -55,6 +55,7 @@ def summary(explanation: Explanation, top_k: int = 5) -> dict:
         "frame_relevance": [float(v) for v in explanation.frame_relevance],
         "feature_relevance": {f: float(v) for f, v in explanation.feature_relevance.items()},
         "scale_relevance": {f"{s} px": v for s, v in explanation.scale_relevance.items()},
+        "pyramid_relevance": dict(explanation.channel_relevance),
         "top_frames": [int(t) for t in explanation.top_frames(top_k)],
     }
 
@@ -540,6 +541,14 @@ def write_report(
             f"<tr><td>cubes of {s} px</td><td class='num'>{_signed(v)}</td>"
             f"{_bar_cell(v, biggest, 'pos' if v >= 0 else 'neg')}</tr>"
             for s, v in explanation.scale_relevance.items()
+        )
+    channels = numbers["pyramid_relevance"]
+    if channels:
+        biggest = max(abs(v) for v in channels.values())
+        feature_rows += "".join(
+            f"<tr><td>pyramid cell {html.escape(name)}</td><td class='num'>{_signed(v)}</td>"
+            f"{_bar_cell(v, biggest, 'pos' if v >= 0 else 'neg')}</tr>"
+            for name, v in channels.items()
         )
     c = html.escape(explanation.class_name)
     if explanation.versus is None:

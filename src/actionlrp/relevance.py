@@ -124,6 +124,9 @@ class Explanation:
     scale_relevance : dict of int to float
         Σ R(2) of the descriptors of each cube size in px (one entry per scale; empty for
         occlusion).
+    channel_relevance : dict of str to float
+        With a space-time pyramid: Σ R(3) over each cell's channel of the Fisher vector, by
+        cell name (e.g. ``"2x2x1 (1,0,0)"``: grid, then column, row, slice); else empty.
     method : str
         How the relevance was found: ``"lrp"`` (`explain`), or ``"occlusion"``
         (`actionlrp.occlusion.occlusion`: no R(3) nor R(2), and ``rule`` is unused).
@@ -147,6 +150,7 @@ class Explanation:
     field: MotionField | None = None
     method: str = "lrp"
     scale_relevance: dict[int, float] = dataclasses.field(default_factory=dict)
+    channel_relevance: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def relevance_total(self) -> float:
@@ -288,6 +292,7 @@ def explain(
         video=state.video,
         field=field,
         scale_relevance=_per_scale(state.descriptors.boxes, r2),
+        channel_relevance=model.encoder_.channel_totals(r3),
     )
 
 

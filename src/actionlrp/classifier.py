@@ -19,6 +19,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
+from actionlrp.features import DiskMatrix, column_blocks
+
 if TYPE_CHECKING:
     from actionlrp.relevance import Forward
     from actionlrp.rules import Rule
@@ -94,8 +96,8 @@ class LinearClassifier(BaseEstimator):
 
         Parameters
         ----------
-        X : ndarray, shape (n_clips, D)
-            Normalised Fisher vectors Φ, one row per clip.
+        X : ndarray or DiskMatrix, shape (n_clips, D)
+            Normalised Fisher vectors Φ, one row per clip; read a block of columns at a time.
         y : sequence of str, length n_clips
             Class names; at least two distinct ones.
 
@@ -103,7 +105,7 @@ class LinearClassifier(BaseEstimator):
         -------
         self
         """
-        X = _check_features(X, "X")
+        X = _check_features(X, "X", finite=False)  # checked block by block in `_gram`
         y = np.asarray(y, dtype=str)
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ValueError(
@@ -143,7 +145,7 @@ class LinearClassifier(BaseEstimator):
                 random_state=self.random_state,
             )
             correct = np.zeros(len(Cs))
-            for train, test in folds.split(X, y):
+            for train, test in folds.split(np.zeros(len(y)), y):
                 for i, c in enumerate(Cs):
                     dual = self._dual(gram[np.ix_(train, train)], label[train], weights, c)
                     scores = gram[np.ix_(test, train)] @ dual.T
@@ -155,8 +157,8 @@ class LinearClassifier(BaseEstimator):
         # w = Σ_i α_i y_i Φ_i, b = Σ_i α_i y_i; by column blocks, so that a float32 X is never
         # copied whole to float64
         coef = np.empty((dual.shape[0], X.shape[1]))
-        for start in range(0, X.shape[1], 4096):
-            np.matmul(dual, X[:, start : start + 4096], out=coef[:, start : start + 4096])
+        for start, part in column_blocks(X):
+            np.matmul(dual, part, out=coef[:, start : start + part.shape[1]])
         intercept = dual.sum(axis=1)
         self.classes_ = classes.astype(str)
         if self.classes_.size == 2:  # one score per class: f_0 = −f_1
@@ -349,13 +351,16 @@ def evaluate_scores(
     }
 
 
-def _check_features(X: np.ndarray, name: str) -> np.ndarray:
-    X = np.asarray(X)
+def _check_features(
+    X: np.ndarray | DiskMatrix, name: str, finite: bool = True
+) -> np.ndarray | DiskMatrix:
+    if not isinstance(X, DiskMatrix):
+        X = np.asarray(X)
     if X.ndim != 2 or X.shape[0] == 0:
         raise ValueError(f"{name} must be 2-D (n_clips, D) with at least one row, got {X.shape}")
     if not np.issubdtype(X.dtype, np.number):
         raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
-    if not np.all(np.isfinite(X)):
+    if finite and not np.all(np.isfinite(X)):
         raise ValueError(f"{name} contains NaN or infinity")
     return X
 
@@ -392,11 +397,13 @@ def populated(psi: np.ndarray) -> np.ndarray:
     return np.abs(psi) > LIVE_THRESHOLD * np.abs(psi).max(initial=0.0)
 
 
-def _gram(X: np.ndarray, block: int = 4096) -> np.ndarray:
+def _gram(X: np.ndarray | DiskMatrix) -> np.ndarray:
     """X Xᵀ in float64, summed over column blocks (a float32 X is never copied whole)."""
     gram = np.zeros((X.shape[0], X.shape[0]))
-    for start in range(0, X.shape[1], block):
-        part = np.asarray(X[:, start : start + block], np.float64)
+    for _, part in column_blocks(X):
+        part = np.asarray(part, np.float64)
+        if not np.isfinite(part).all():
+            raise ValueError("X contains NaN or infinity")
         gram += part @ part.T
     return gram
 

@@ -105,18 +105,22 @@ def _encode_entry(file: str, encoder: FisherEncoder, params: DescriptorParams) -
 
 
 def encode_on_cluster(
-    client, encoder: FisherEncoder, files: Sequence[Path], params: DescriptorParams
+    client,
+    encoder: FisherEncoder,
+    files: Sequence[Path],
+    params: DescriptorParams,
+    out=None,
 ) -> np.ndarray:
     """Φ of each stored clip, computed on the cluster's workers.
 
     Returns
     -------
-    ndarray, shape (n_clips, encoder.fv_dim_), float32
-        In the order of ``files``.
+    ndarray or DiskMatrix, shape (n_clips, encoder.fv_dim_), float32
+        In the order of ``files``; ``out`` (an empty matrix of that shape) if given.
     """
     from distributed import as_completed
 
-    rows = np.zeros((len(files), encoder.fv_dim_), np.float32)
+    rows = np.zeros((len(files), encoder.fv_dim_), np.float32) if out is None else out
     if not len(files):
         return rows
     remote = client.scatter(encoder, broadcast=True, hash=False)

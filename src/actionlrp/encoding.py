@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from actionlrp.descriptors import DescriptorParams, LocalDescriptors
 from actionlrp.errors import ActionLRPError, EmptyClipError
+from actionlrp.features import DiskMatrix
 from actionlrp.fisher import FisherEncoder
 from actionlrp.store import StoredDescriptors, load_entry
 
@@ -88,7 +89,8 @@ def transform(
     descriptors: Sequence[LocalDescriptors],
     n_jobs: int = 1,
     min_work: int | None = None,
-) -> np.ndarray:
+    out: np.ndarray | DiskMatrix | None = None,
+) -> np.ndarray | DiskMatrix:
     """``encoder.transform(descriptors)`` in ``n_jobs`` local processes, or on the store's
     cluster when ``descriptors`` are stored ones read with a client.
 
@@ -107,11 +109,13 @@ def transform(
     min_work : int, optional
         Descriptors × ``encoder.fv_dim_`` from which the local processes are worth starting;
         default `MIN_PARALLEL_WORK`.
+    out : ndarray or DiskMatrix, shape (n_clips, encoder.fv_dim_), float32, optional
+        Where to write the rows (e.g. `features.feature_matrix`'s); default a new array.
 
     Returns
     -------
-    ndarray, shape (n_clips, encoder.fv_dim_), float32
-        In input order, the same numbers wherever they were computed.
+    ndarray or DiskMatrix, shape (n_clips, encoder.fv_dim_), float32
+        ``out`` if given. In input order, the same numbers wherever they were computed.
 
     Raises
     ------
@@ -134,7 +138,7 @@ def transform(
             from actionlrp.cluster import encode_on_cluster
 
             return encode_on_cluster(
-                descriptors.client, encoder, descriptors.files, descriptors.params
+                descriptors.client, encoder, descriptors.files, descriptors.params, out
             )
         clips = [f if isinstance(f, LocalDescriptors) else str(f) for f in descriptors.files]
         sizes, params = descriptors.sizes, descriptors.params
@@ -146,12 +150,12 @@ def transform(
     if n_jobs == 1 or len(clips) < 2 or 0 in sizes or sum(sizes) * encoder.fv_dim_ < min_work:
         # into one array (no list of rows to stack: half the memory), one BLAS thread as in a
         # worker (faster, the same numbers)
-        rows = np.empty((len(clips), encoder.fv_dim_), np.float32)
+        rows = np.empty((len(clips), encoder.fv_dim_), np.float32) if out is None else out
         with threadpool_limits(1, user_api="blas"):
             for i, clip in enumerate(clips):
                 rows[i] = encode_one(encoder, clip, params, i)
         return rows
-    return _encode_in_processes(encoder, clips, sizes, params, int(n_jobs))
+    return _encode_in_processes(encoder, clips, sizes, params, int(n_jobs), out)
 
 
 def _batches(sizes: Sequence[int], n_jobs: int) -> list[tuple[int, int]]:
@@ -175,11 +179,12 @@ def _encode_in_processes(
     sizes: Sequence[int],
     params: DescriptorParams | None,
     n_jobs: int,
-) -> np.ndarray:
+    out: np.ndarray | DiskMatrix | None = None,
+) -> np.ndarray | DiskMatrix:
     """Rows of ``clips`` (descriptors or entry paths) from ``n_jobs`` worker processes."""
     from actionlrp.extraction import _process_context
 
-    rows = np.empty((len(clips), encoder.fv_dim_), np.float32)
+    rows = np.empty((len(clips), encoder.fv_dim_), np.float32) if out is None else out
     batches = _batches(sizes, n_jobs)
     with ProcessPoolExecutor(
         min(n_jobs, len(batches)),

@@ -29,6 +29,7 @@ from actionlrp.descriptors_lrp import HistogramLayer
 from actionlrp.encoding import transform
 from actionlrp.errors import DatasetError, EmptyClipError, ModelFileError, VideoError
 from actionlrp.extraction import ExtractionResult, extract_descriptors
+from actionlrp.features import DiskMatrix, feature_matrix
 from actionlrp.fisher import FisherEncoder
 from actionlrp.pyramid import KL_GRIDS
 from actionlrp.store import kept_indices, take
@@ -192,11 +193,16 @@ class ActionModel:
             random_state=self.random_state,
         ).fit(descriptors)
         fitted = time.perf_counter()
-        features = transform(self.encoder_, descriptors, self.n_jobs)
-        encoded = time.perf_counter()
-        self.classifier_ = LinearClassifier(C=self.C, random_state=self.random_state).fit(
-            features, np.asarray(labels)
-        )
+        features = feature_matrix(len(descriptors), self.encoder_.fv_dim_)
+        try:
+            transform(self.encoder_, descriptors, self.n_jobs, out=features)
+            encoded = time.perf_counter()
+            self.classifier_ = LinearClassifier(C=self.C, random_state=self.random_state).fit(
+                features, np.asarray(labels)
+            )
+        finally:
+            if isinstance(features, DiskMatrix):
+                features.close()
         self.classes_ = self.classifier_.classes_
         self.fit_seconds_ = {
             "gmm": fitted - start,

@@ -1,0 +1,92 @@
+"""Training Fisher vectors on disk: written by rows, read by column blocks, the same SVM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from actionlrp import features, model
+from actionlrp.classifier import LinearClassifier
+from actionlrp.features import BLOCK_COLUMNS, DiskMatrix, column_blocks, feature_matrix
+
+
+def test_rows_written_any_way_read_back_by_column_blocks(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 2 * BLOCK_COLUMNS + 100)).astype(np.float32)
+    m = DiskMatrix(x.shape, tmp_path)
+    m[0:3] = x[:3]
+    m[3] = x[3]
+    m[4:] = x[4:]
+    blocks = list(column_blocks(m))
+    assert [(s, b.shape) for s, b in blocks] == [
+        (0, (7, BLOCK_COLUMNS)),
+        (BLOCK_COLUMNS, (7, BLOCK_COLUMNS)),
+        (2 * BLOCK_COLUMNS, (7, 100)),
+    ]
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks], axis=1), x)
+    assert m.path.stat().st_size == x.nbytes
+    m.close()
+    assert not m.path.exists()
+
+
+def test_the_svm_of_a_disk_matrix_is_that_of_the_array():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((30, BLOCK_COLUMNS + 7)).astype(np.float32)
+    y = np.array(["a", "b", "c"] * 10)
+    m = DiskMatrix(x.shape)
+    m[:] = x
+    on_disk, in_memory = LinearClassifier().fit(m, y), LinearClassifier().fit(x, y)
+    np.testing.assert_array_equal(on_disk.coef_, in_memory.coef_)
+    np.testing.assert_array_equal(on_disk.intercept_, in_memory.intercept_)
+    x[5, 9] = np.nan
+    m[5] = x[5]
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        LinearClassifier(C=1.0).fit(m, y)
+    m.close()
+
+
+def test_only_a_training_set_too_large_for_memory_goes_to_disk(monkeypatch):
+    assert isinstance(feature_matrix(10, 100), np.ndarray)
+    monkeypatch.setattr(features, "IN_MEMORY_BYTES", 10 * 100 * 4 - 1)
+    on_disk = feature_matrix(10, 100)
+    assert isinstance(on_disk, DiskMatrix)
+    on_disk.close()
+
+
+def test_a_model_trained_through_the_disk_is_the_same_and_leaves_no_file(
+    monkeypatch, tmp_path
+):
+    from actionlrp import synthetic
+    from actionlrp.codec import read_motion_field
+    from actionlrp.descriptors import describe
+    from actionlrp.synthetic import SyntheticObject
+
+    desc, labels = [], []
+    for i in range(6):
+        label = ("right", "down")[i % 2]
+        velocity = (2.0, 0.0) if label == "right" else (0.0, 2.0)
+        obj = SyntheticObject("translate", size=40, velocity=velocity, centre=(50.0 + 4 * i, 40.0))
+        clip = synthetic.make_clip(
+            tmp_path / f"{label}_{i}.mp4", [obj], width=128, height=96, n_frames=30, seed=i
+        )
+        desc.append(describe(read_motion_field(clip.path)))
+        labels.append(label)
+    small = dict(n_components=2, pca_dims=None, max_samples=5000, n_jobs=1, progress=False)
+    expected = model.ActionModel(**small).fit_descriptors(desc, labels)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spill))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    monkeypatch.setattr(features, "IN_MEMORY_BYTES", 0)
+    made = []
+    original = DiskMatrix.__init__
+
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self.path)
+
+    monkeypatch.setattr(DiskMatrix, "__init__", recording)
+    got = model.ActionModel(**small).fit_descriptors(desc, labels)
+    assert made and made[0].parent == spill
+    assert not any(spill.iterdir())
+    np.testing.assert_array_equal(got.classifier_.coef_, expected.classifier_.coef_)

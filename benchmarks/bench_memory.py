@@ -1,7 +1,7 @@
 """Training memory: peak resident memory of training from a feature store for 100, 250 and 500
 clips, a line through it per stage, and what that projects for 7,000 clips (HMDB51-sized).
 
-    .venv/bin/python benchmarks/bench_memory.py [--quick] [--json out/bench_memory/result.json]
+    .venv/bin/python benchmarks/bench_memory.py [--quick] [--pyramid] [--json FILE]
 
 Each training runs in a child process: `ActionModel.fit` from the store at the defaults (K = 256,
 PCA 48, C cross-validated, two encoding workers). The child records the peak RSS of each stage of
@@ -20,6 +20,10 @@ float32 at the defaults) and the GMM sample is 50 000 descriptors whatever the d
 from 93 ``small`` clips on); what the clip size changes (one clip's descriptors in memory at a
 time, the sample's buffer) is measured: 48 ``hmdb_like`` clips against the lines at 48. A check
 run of ``--check`` clips (the 540 repeated) tests the lines well beyond 500.
+
+With ``--pyramid`` the models encode the 24-cell space-time pyramid (D = 1 769 472): 7,000
+clips' Fisher vectors (49 GB) cannot be held, and training writes them to a file
+(`features.DiskMatrix`); every run here is made to take that path, the one 7,000 clips take.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from actionlrp import features
 from actionlrp import model as model_module
 from actionlrp.classifier import LinearClassifier
 from actionlrp.fisher import FisherEncoder
@@ -84,7 +89,7 @@ class WorkerMemory(threading.Thread):
             self.peak_mb = max(self.peak_mb, total / 2**20)
 
 
-def child(store_dir: str, n: int) -> None:
+def child(store_dir: str, n: int, pyramid: bool = False) -> None:
     """Train on ``n`` clips of the store (its clips in turn, repeated past its size) with
     `ActionModel.fit`; print the peak RSS of each stage of `ActionModel.fit_descriptors` (GMM,
     encoding, SVM), of the whole run, and of the encoding workers together, as JSON."""
@@ -108,11 +113,13 @@ def child(store_dir: str, n: int) -> None:
     FisherEncoder.fit = staged("gmm", FisherEncoder.fit)
     model_module.transform = staged("encode", model_module.transform)
     LinearClassifier.fit = staged("svm", LinearClassifier.fit)
+    if pyramid:
+        features.IN_MEMORY_BYTES = 0  # the path 7,000 clips take
     workers = WorkerMemory()
     workers.start()
     start_mb = status_mb("VmRSS")
     start = time.perf_counter()
-    model = ActionModel(store=store, progress=False).fit(
+    model = ActionModel(store=store, progress=False, pyramid=pyramid).fit(
         [c.path for c in chosen], [c.label for c in chosen]
     )
     seconds = time.perf_counter() - start
@@ -129,9 +136,10 @@ def child(store_dir: str, n: int) -> None:
     }))
 
 
-def measure(store: Path, n: int) -> dict:
+def measure(store: Path, n: int, pyramid: bool = False) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(store), str(n)],
+        [sys.executable, __file__, "--child", str(store), str(n)]
+        + (["--pyramid"] if pyramid else []),
         capture_output=True, text=True, check=False,
     )
     if out.returncode:
@@ -159,15 +167,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer clips, for a smoke test")
     parser.add_argument("--check", type=int, default=2000, help="clips of the check run")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--pyramid", action="store_true", help="models with the pyramid")
     parser.add_argument("--child", nargs=2, metavar=("STORE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]))
+        child(args.child[0], int(args.child[1]), args.pyramid)
         return
     small, hmdb = ensure_stores()
     report: dict = {"machine": f"{os.cpu_count()} cores", "load_average": [os.getloadavg()]}
     sizes = (20, 50, 100) if args.quick else (100, 250, 500)
-    runs = [measure(small, n) for n in sizes]
+    runs = [measure(small, n, args.pyramid) for n in sizes]
     report["small"] = runs
     n = np.array(sizes, float)
     fv_mb = runs[0]["fv_dim"] * 4 / 2**20
@@ -192,10 +201,10 @@ def main() -> None:
         return out
 
     if args.check:
-        check = measure(small, 200 if args.quick else args.check)
+        check = measure(small, 200 if args.quick else args.check, args.pyramid)
         check["projected_mb"] = project(check["clips"])
         report["check"] = check
-    hmdb_run = measure(hmdb, 48)
+    hmdb_run = measure(hmdb, 48, args.pyramid)
     at_48 = project(48)
     extra = {s: max(0.0, hmdb_run["stage_peak_mb"][s] - at_48[s]) for s in STAGES}
     report["clip_size"] = {"hmdb_like": hmdb_run, "line_at_48_mb": at_48,
@@ -209,6 +218,7 @@ def main() -> None:
             (hmdb_like["encode"] + hmdb_run["workers_peak_mb"]) / 1024, 2
         ),
         "fisher_vectors_gb": round(HMDB51_CLIPS * fv_mb / 1024, 2),
+        "fisher_vectors_where": "disk" if args.pyramid else "memory",
         "gram_gb": round(GRAM_BYTES * HMDB51_CLIPS**2 / 2**30, 2),
         "limit_gb": LIMIT_GB,
     }

@@ -5,12 +5,16 @@ what that projects for HMDB51 (≈ 6,800 clips, ≈ 640,000 frames) on this mach
     .venv/bin/python benchmarks/bench_store.py [--quick] [--json out/bench_store/result.json]
 
 Generates its datasets once into out/bench_store/ (gitignored): ``small``, 540 built-in clips
-of 160×120 px × 60 frames, and ``hmdb_like``, 48 clips of 320×240 px × 94 frames (HMDB51's
-size and mean length). Every run extracts into a fresh store under out/bench_store/stores/.
+of 160×120 px × 60 frames, ``hmdb_like``, 48 clips of 320×240 px × 94 frames (HMDB51's
+size and mean length), and ``hmdb_like_504``, 504 such clips: its throughput (25 s with one
+worker) is what the HMDB51 projection is made from. Every run extracts into a fresh store
+under out/bench_store/stores/.
 
-Wall times depend on what else the machine runs; the CPU seconds of this process and its
-workers (polled with psutil) do not, so the projection is given both ways: at the rates measured
-and, from the CPU time, with both cores free. The load average is printed with the figures.
+Each throughput is the faster of two runs, after a warm-up that starts the process server
+workers fork from. Wall times depend on what else the machine runs; the CPU seconds of this
+process and its workers (polled with psutil) do not, so the projection is given both ways: at
+the rates measured and, from the CPU time, with both cores free. The load average is printed
+with the figures.
 """
 
 from __future__ import annotations
@@ -104,6 +108,12 @@ def extract(name: str, clips: list, n_jobs: int, scheduler: str | None = None) -
     }
 
 
+def best_of(runs: int, name: str, clips: list, n_jobs: int) -> dict:
+    """The fastest of ``runs`` extractions into a fresh store (this machine's other jobs come
+    and go; the fastest run is the one they disturbed least)."""
+    return min((extract(name, clips, n_jobs) for _ in range(runs)), key=lambda r: r["seconds"])
+
+
 def encoding(clips: list) -> list[dict]:
     """Fit the paper's encoder (K = 256, PCA 48) on the store, then time encoding every clip in
     one process and in two local workers (`actionlrp.encoding.transform`): the same rows."""
@@ -145,14 +155,21 @@ def main() -> None:
     args = parser.parse_args()
     small = dataset("small", classes=6, clips_per_class=90)
     hmdb = dataset("hmdb_like", classes=6, clips_per_class=8, width=320, height=240, n_frames=94)
+    large = dataset(
+        "hmdb_like_504", classes=6, clips_per_class=84, width=320, height=240, n_frames=94
+    )
     if args.quick:
-        small, hmdb = small[:60], hmdb[:12]
+        small, hmdb, large = small[:60], hmdb[:12], large[:24]
     start_load = os.getloadavg()
     machine = platform.processor() or platform.machine()
     report: dict = {"machine": f"{os.cpu_count()} cores, {machine}"}
-    report["throughput_small"] = [extract(f"small-{n}", small, n) for n in (1, 2)]
-    report["throughput_hmdb_like"] = [extract(f"hmdb_like-{n}", hmdb, n) for n in (1, 2)]
-    for key in ("throughput_small", "throughput_hmdb_like"):
+    # once, before anything is timed: the process server the workers start from (1–2 s, paid
+    # once per run whatever the dataset's size)
+    extract("warm-up", hmdb[:2], 2)
+    report["throughput_small"] = [best_of(2, f"small-{n}", small, n) for n in (1, 2)]
+    report["throughput_hmdb_like"] = [best_of(2, f"hmdb_like-{n}", hmdb, n) for n in (1, 2)]
+    report["throughput_hmdb_like_504"] = [extract(f"hmdb_like_504-{n}", large, n) for n in (1, 2)]
+    for key in ("throughput_small", "throughput_hmdb_like", "throughput_hmdb_like_504"):
         one, two = report[key]
         report[key + "_ratio"] = round(two["clips_per_s"] / one["clips_per_s"], 2)
     sizes = (20, 50, 100) if args.quick else (100, 250, 500)
@@ -161,7 +178,7 @@ def main() -> None:
     report["encoding_ratio"] = round(
         report["encoding"][0]["seconds"] / report["encoding"][1]["seconds"], 2
     )
-    fps = report["throughput_hmdb_like"][1]["frames_per_s"]
+    fps = report["throughput_hmdb_like_504"][1]["frames_per_s"]
     extraction_min = HMDB51_FRAMES / fps / 60
     encoding_min = HMDB51_CLIPS * report["encoding"][1]["ms_per_clip"] / 1000 / 60
     report["hmdb51_projection_minutes"] = {
@@ -170,14 +187,14 @@ def main() -> None:
         "total": round(extraction_min + encoding_min, 1),
     }
     # what the CPU time projects on this machine when nothing else runs: both cores busy
-    extraction_cpu = report["throughput_hmdb_like"][1]["cpu_ms_per_frame"] * HMDB51_FRAMES
+    extraction_cpu = report["throughput_hmdb_like_504"][1]["cpu_ms_per_frame"] * HMDB51_FRAMES
     encoding_cpu = report["encoding"][1]["cpu_ms_per_clip"] * HMDB51_CLIPS
     report["hmdb51_projection_minutes_idle"] = {
         "extraction": round(extraction_cpu / 2 / 1000 / 60, 1),
         "encoding": round(encoding_cpu / 2 / 1000 / 60, 1),
         "total": round((extraction_cpu + encoding_cpu) / 2 / 1000 / 60, 1),
     }
-    for key in ("throughput_small", "throughput_hmdb_like"):
+    for key in ("throughput_small", "throughput_hmdb_like", "throughput_hmdb_like_504"):
         one, two = report[key]
         report[key + "_cpu_efficiency"] = round(one["cpu_seconds"] / two["cpu_seconds"], 2)
     one, two = report["encoding"]

@@ -269,9 +269,11 @@ def _process_context() -> multiprocessing.context.BaseContext:
 def _run_in_processes(jobs: list[_Job], n_jobs: int, spec: ExtractionSpec, done) -> None:
     """Run `_extract_in_worker` on every job in ``n_jobs`` processes; ``done(job, outcome)``.
 
-    At most ``n_jobs`` jobs are in flight, so when a worker dies (a crash inside FFmpeg, the
-    OOM killer) the suspects are those few: each is re-run alone in a fresh process, the one
-    that kills its process again is reported as failed, and the rest of the batch goes on.
+    At most 2 × ``n_jobs`` jobs are in flight — one running and one waiting per worker, so a
+    worker never idles while this process takes a result and sends the next job — so when a
+    worker dies (a crash inside FFmpeg, the OOM killer) the suspects are those few: each is
+    re-run alone in a fresh process, the one that kills its process again is reported as
+    failed, and the rest of the batch goes on.
     An exception raised by ``done`` stops the run once the jobs in flight have finished.
     """
     context = _process_context()
@@ -286,7 +288,7 @@ def _run_in_processes(jobs: list[_Job], n_jobs: int, spec: ExtractionSpec, done)
             running: dict[Future, _Job] = {}
             broken = False
             while queue or running:
-                while queue and len(running) < n_jobs and not broken:
+                while queue and len(running) < 2 * n_jobs and not broken:
                     job = queue.popleft()
                     try:
                         running[submit(pool, job)] = job

@@ -29,6 +29,9 @@ OPTIONS = {
     "two scales + slice normalisation": DescriptorParams(
         cube_px=(32, 48), stride_px=(16, 24), slice_normalization=True
     ),
+    "hog": DescriptorParams(hog=True),
+    "hog, plain RootSIFT": DescriptorParams(hog=True, hog_floor=0.0),
+    "hog, floor 3": DescriptorParams(hog=True, hog_floor=3.0),
 }
 
 

@@ -95,61 +95,68 @@ def _atan2(y, x):
     return -a if y < np.float32(0.0) else a
 
 
+@njit(inline="always")
+def _row(plane, start, width, out):
+    """Row of ``width`` bytes of ``plane`` from ``start``, as float32 into ``out``."""
+    first = np.uint64(start)
+    for x in range(np.uint64(width)):
+        out[x] = np.float32(plane[first + x])
+
+
 @njit(_SIGNATURES["_luma_histograms"], cache=True, nogil=True)
 def _luma_histograms(plane, line, height, width, cell, out):
     """`luma_cell_histograms` of the ``height × width`` luma in ``plane`` (rows of ``line``
-    bytes) into ``out`` (gh, gw, 8). A row at a time: its gradient, orientations and shares in
-    vectorisable loops, then the shares summed into the row's cells (in float64)."""
-    gh, gw = out.shape[0], out.shape[1]
+    bytes) into ``out`` (gh, gw, 8). A row at a time, every loop over its pixels vectorised:
+    the gradient, its magnitude and orientation p in [0, 8), then bin b's share
+    magnitude · max(0, 1 − d(p, b)) with d the distance around the circle of 8 bins (the split
+    of `orientation_bins`), added up per pixel column; each cell row then sums its columns."""
+    gw = out.shape[1]
     to_bins = np.float32(HOG_BINS / (2 * np.pi))
     full_turn = np.float32(HOG_BINS)
-    half, zero = np.float32(0.5), np.float32(0.0)
+    half, zero, one = np.float32(0.5), np.float32(0.0), np.float32(1.0)
+    current = np.empty(width, np.float32)
+    above = np.empty(width, np.float32)
+    below = np.empty(width, np.float32)
     gx = np.empty(width, np.float32)
     gy = np.empty(width, np.float32)
-    lower = np.empty(width, np.int32)
-    w_lower = np.empty(width, np.float32)
-    w_upper = np.empty(width, np.float32)
-    sums = np.zeros((gw, HOG_BINS), np.float64)
-    cols = np.empty(gw, np.float64)
-    for c in range(gw):
-        cols[c] = min(cell, width - c * cell)
+    magnitude = np.empty(width, np.float32)
+    position = np.empty(width, np.float32)
+    columns = np.zeros((HOG_BINS, width), np.float32)  # Σ over the cell row's rows so far
     for y in range(height):
         up, down = max(y - 1, 0), min(y + 1, height - 1)
-        scale_y = half if down - up == 2 else (np.float32(1.0) if down > up else zero)
-        row, above, below = y * line, up * line, down * line
+        scale_y = half if down - up == 2 else (one if down > up else zero)
+        _row(plane, y * line, width, current)
+        _row(plane, up * line, width, above)
+        _row(plane, down * line, width, below)
         for x in range(width):
-            gy[x] = (np.float32(plane[below + x]) - np.float32(plane[above + x])) * scale_y
-        if width > 1:
-            gx[0] = np.float32(plane[row + 1]) - np.float32(plane[row])
-            gx[width - 1] = np.float32(plane[row + width - 1]) - np.float32(plane[row + width - 2])
-        else:
-            gx[0] = zero
+            gy[x] = (below[x] - above[x]) * scale_y
         for x in range(1, width - 1):
-            gx[x] = (np.float32(plane[row + x + 1]) - np.float32(plane[row + x - 1])) * half
-        for x in range(width):  # no branch: the compiler vectorises this loop
-            u, v = gx[x], gy[x]
-            magnitude = np.sqrt(u * u + v * v)
-            position = _atan2(v, u) * to_bins
-            position = position + full_turn if position < zero else position
-            base = np.floor(position)
-            lower[x] = np.int32(base) & (HOG_BINS - 1)  # it may round up to 8.0
-            w_upper[x] = magnitude * (position - base)
-            w_lower[x] = magnitude - w_upper[x]
+            gx[x] = (current[x + 1] - current[x - 1]) * half
+        gx[0] = current[1] - current[0] if width > 1 else zero
+        gx[width - 1] = current[width - 1] - current[width - 2] if width > 1 else zero
         for x in range(width):
-            c = x // cell
-            b = lower[x]
-            sums[c, b] += w_lower[x]
-            sums[c, (b + 1) & (HOG_BINS - 1)] += w_upper[x]
+            u, v = gx[x], gy[x]
+            magnitude[x] = np.sqrt(u * u + v * v)
+            p = _atan2(v, u) * to_bins
+            position[x] = p + full_turn if p < zero else p
+        for b in range(HOG_BINS):
+            acc, centre = columns[b], np.float32(b)
+            for x in range(width):
+                d = abs(position[x] - centre)
+                d = min(d, full_turn - d)
+                acc[x] += magnitude[x] * max(zero, one - d)
         if (y + 1) % cell == 0 or y == height - 1:
             r = y // cell
             rows = y - r * cell + 1
             for c in range(gw):
-                pixels = rows * cols[c]
+                x0, x1 = c * cell, min((c + 1) * cell, width)
+                pixels = np.float32(rows * (x1 - x0))
                 for b in range(HOG_BINS):
-                    out[r, c, b] = sums[c, b] / pixels
-                    sums[c, b] = 0.0
-    for r in range((height + cell - 1) // cell, gh):  # none unless height is 0
-        out[r] = 0.0
+                    total = np.float32(0.0)
+                    for x in range(x0, x1):
+                        total += columns[b, x]
+                    out[r, c, b] = total / pixels
+            columns[:] = 0.0
 
 
 def time_cell_sums(hog: np.ndarray, cell_frames: int) -> np.ndarray:

@@ -46,6 +46,7 @@ def run(name: str, params: DescriptorParams) -> dict:
             n_components=defaults.n_components,
             pca_dims=defaults.pca_dims,
             max_samples=defaults.max_samples,
+            feature_types=tuple(params.dims()),
         ).fit(descriptors[c.path] for c in split.train)
         fitted = time.perf_counter()
         X = encoder.transform([descriptors[c.path] for c in split.train])

@@ -2,11 +2,11 @@
 orientations, per frame and grid cell, and the relevance step that hands a HOG bin's relevance
 back to the voxels whose pixels filled it.
 
-Forward: `luma_cell_histograms` turns one frame's luma into (gh, gw, 8) cell histograms as the
-frame is decoded (`actionlrp.codec`, `actionlrp.flow` call it; only the histograms are kept),
-carried as `MotionField.hog`; `actionlrp.descriptors.describe` sums them over time cells and
-gathers them into cubes like MBH. Relevance: `_spread_hog_time_cells`, the histogram layer's
-"bins" rule with each voxel's histogram as its contribution.
+Forward: `frame_cell_histograms` turns one decoded frame's luma into (gh, gw, 8) cell histograms
+as the frame comes (`actionlrp.codec` in its decoding thread, `actionlrp.flow`; only the
+histograms are kept), carried as `MotionField.hog`; `actionlrp.descriptors.describe` sums
+them over time cells and gathers them into cubes like MBH. Relevance: `_spread_hog_time_cells`,
+the histogram layer's "bins" rule with each voxel's histogram as its contribution.
 """
 
 from __future__ import annotations
@@ -16,14 +16,10 @@ import numpy as np
 from av.video.plane import VideoPlane
 from numba import njit
 
+from actionlrp.references import _EIGHT_BIT_LUMA
 from actionlrp.video import grid_size
 
 HOG_BINS = 8  # orientations of 45°, as HOF and MBH
-#: Pixel formats whose first plane is 8-bit luma, read in place; others are converted to gray.
-_EIGHT_BIT_LUMA = frozenset(
-    {"gray", "nv12", "nv21", "yuv410p", "yuv411p", "yuv420p", "yuv422p", "yuv440p", "yuv444p"}
-    | {"yuvj411p", "yuvj420p", "yuvj422p", "yuvj440p", "yuvj444p"}
-)
 _SIGNATURES = {
     "_luma_histograms": "void(uint8[::1], int64, int64, int64, int64, float32[:, :, ::1])",
 }

@@ -31,6 +31,9 @@ OPTIONS = {
         cube_px=(32, 48), stride_px=(16, 24), slice_normalization=True
     ),
     "space-time pyramid": DescriptorParams(),
+    "hog": DescriptorParams(hog=True),
+    "hog, plain RootSIFT": DescriptorParams(hog=True, hog_floor=0.0),
+    "hog, floor 3": DescriptorParams(hog=True, hog_floor=3.0),
 }
 #: Options of the Fisher encoder rather than of the descriptors.
 ENCODER_OPTIONS = {"space-time pyramid": {"pyramid": KL_GRIDS}}
@@ -48,6 +51,7 @@ def run(name: str, params: DescriptorParams, encoder_options: dict | None = None
             pca_dims=defaults.pca_dims,
             max_samples=defaults.max_samples,
             **(encoder_options or {}),
+            feature_types=tuple(params.dims()),
         ).fit(descriptors[c.path] for c in split.train)
         fitted = time.perf_counter()
         X = encoder.transform([descriptors[c.path] for c in split.train])

@@ -57,6 +57,22 @@ def test_features_writes_descriptors(square_clips, tmp_path):
     assert np.isfinite(desc.features["hof"]).all()
 
 
+def test_features_with_hog_gives_a_fourth_feature_type(square_clips):
+    result = run("features", str(square_clips["mpeg4", 0].path), "--hog", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["dims"] == {"hof": 108, "mbhx": 96, "mbhy": 96, "hog": 96}
+
+
+@pytest.mark.parametrize("command", ["train", "cv", "extract"])
+def test_hog_is_a_descriptor_option_of_every_command_that_describes(command):
+    """(``evaluate``, ``predict`` and ``explain`` describe as their model says.)"""
+    from actionlrp.cli import _descriptor_params, build_parser
+
+    argv = {"train": ["d", "--out", "m"], "cv": ["d"], "extract": ["d", "--out", "s"]}[command]
+    args = build_parser().parse_args([command, *argv, "--hog"])
+    assert _descriptor_params(args).hog
+
+
 def test_plain_output_is_readable(square_clips):
     result = run("motion", str(square_clips["libx264", 0].path))
     assert result.returncode == 0

@@ -172,6 +172,39 @@ def test_model_saved_before_the_mbh_floor_keeps_plain_rootsift(fitted, tmp_path)
     assert ActionModel.load(path).params_.mbh_floor == 0.0
 
 
+def test_model_saved_before_hog_loads_without_it(fitted, two_class_clips, tmp_path):
+    path = fitted.save(tmp_path / "model.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(bytes(arrays["__meta__"]).decode())
+    del meta["params"]["descriptor_params"]["hog"], meta["params"]["descriptor_params"]["hog_floor"]
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+    loaded = ActionModel.load(path)
+    assert loaded.params_ == fitted.params_ and not loaded.params_.hog
+    loaded.cache_dir, loaded.n_jobs, loaded.progress = fitted.cache_dir, 1, False
+    clips, _ = two_class_clips
+    assert np.array_equal(loaded.decision_function(clips), fitted.decision_function(clips))
+
+
+def test_a_model_with_hog_saves_loads_and_explains_with_four_feature_types(
+    two_class_clips, tmp_path
+):
+    clips, labels = two_class_clips
+    params = DescriptorParams(hog=True)
+    model = ActionModel(descriptor_params=params, cache_dir=tmp_path / "cache", **SMALL)
+    model.fit(clips, labels)
+    assert model.encoder_.feature_types == ("hof", "mbhx", "mbhy", "hog")
+    assert list(model.predict(clips)) == labels
+    loaded = ActionModel.load(model.save(tmp_path / "model.npz"))
+    assert loaded.params_ == params
+    loaded.cache_dir, loaded.n_jobs, loaded.progress = model.cache_dir, 1, False
+    assert np.array_equal(loaded.decision_function(clips), model.decision_function(clips))
+    e = loaded.explain(clips[0])
+    assert list(e.feature_relevance) == ["hof", "mbhx", "mbhy", "hog"]
+    assert e.relevance_voxels.sum() == pytest.approx(e.score - e.absorbed, rel=1e-9)
+
+
 def test_training_on_clips_that_cannot_be_read_names_the_reason(tmp_path):
     from actionlrp.errors import DatasetError
 

@@ -484,3 +484,43 @@ def test_two_scales_with_slice_normalisation_explain_and_share_by_scale(setup):
     assert e.relevance_voxels.sum() == pytest.approx(r2_total, rel=1e-9)
     assert e.score - r2_total == pytest.approx(e.absorbed, abs=1e-9)
     assert set(summary(e)["scale_relevance"]) == {"32 px", "48 px"}
+
+
+@pytest.fixture(scope="module")
+def hog_model(setup):
+    """A K = 2 model with HOG (PCA to 8 dims) on the setup's fields, given random luma
+    histograms (a flat top-left corner: empty bins)."""
+    import dataclasses
+
+    from actionlrp.descriptors import DescriptorParams
+
+    params = DescriptorParams(hog=True)
+    _, fields, _, labels = setup
+    rng = np.random.default_rng(0)
+    hog_fields = []
+    for f in fields:
+        hog = rng.gamma(1.0, 2.0, size=(*f.grid_shape, 8)).astype(np.float32)
+        hog[:, :3, :4] = 0.0
+        hog_fields.append(dataclasses.replace(f, hog=hog))
+    model = ActionModel(
+        n_components=2, pca_dims=8, descriptor_params=params, max_samples=5000, n_jobs=1,
+        progress=False,
+    )
+    return model.fit_descriptors([describe(f, params) for f in hog_fields], labels), hog_fields
+
+
+@pytest.mark.parametrize("rule", ["paper", "fine", "fine-zero"])
+def test_hog_relevance_conserves_and_has_its_own_feature_share(hog_model, rule):
+    from actionlrp.pages import summary
+
+    model, fields = hog_model
+    assert model.encoder_.feature_types == ("hof", "mbhx", "mbhy", "hog")
+    e = explain(model, fields[0], describe(fields[0], model.params_), rule=rule)
+    r2_total = sum(r.sum() for r in e.relevance_descriptors.values())
+    assert list(e.feature_relevance) == ["hof", "mbhx", "mbhy", "hog"]
+    assert e.feature_relevance["hog"] != 0.0
+    assert e.relevance_voxels.sum() == pytest.approx(r2_total, rel=1e-9)
+    assert e.score - r2_total == pytest.approx(e.absorbed, abs=1e-9)
+    by_feature = e.relevance_voxels_by_feature
+    assert by_feature["hog"].sum() == pytest.approx(e.feature_relevance["hog"], rel=1e-9)
+    assert set(summary(e)["feature_relevance"]) == {"hof", "mbhx", "mbhy", "hog"}

@@ -298,6 +298,41 @@ def test_extraction_spec_round_trips_through_json():
     assert extraction.CACHE_FORMAT == entries_module.ENTRY_FORMAT
 
 
+def test_hog_entries_are_keyed_apart_and_entries_made_before_hog_keep_their_key():
+    import hashlib
+    from dataclasses import asdict
+
+    from actionlrp import __version__
+
+    off, on = ExtractionSpec(), ExtractionSpec(params=DescriptorParams(hog=True))
+    assert off.key("c") != on.key("c")
+    assert on.key("c") != ExtractionSpec(params=DescriptorParams(hog=True, hog_floor=0)).key("c")
+    params = asdict(DescriptorParams())
+    del params["hog"], params["hog_floor"]  # what the key read before HOG existed
+    before = {"format": entries_module.ENTRY_FORMAT, "actionlrp": __version__, "content": "c",
+              "motion": "mv", "cell": 8, "params": params}
+    assert off.key("c") == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
+    old = {"motion": "mv", "cell": 8, "params": params}  # a store's spec written before HOG
+    assert ExtractionSpec.from_json(old) == off
+
+
+def test_extract_with_hog_writes_a_fourth_feature_type_that_train_reads(data, tmp_path, capsys):
+    out = tmp_path / "store"
+    assert cli.main(["extract", str(data), "--out", str(out), "--workers", "1", "--hog"]) == 1
+    params = FeatureStore.open(out).spec.params
+    assert params == DescriptorParams(hog=True)
+    clip = clips_of(data)[0]
+    mine = read_entry(entries(out)[clip.relative_to(data).as_posix()], params, False)[0]
+    assert list(mine.features) == [*FEATURE_TYPES, "hog"]
+    expected = describe(motion_field(clip, hog=True), params)
+    np.testing.assert_array_equal(mine.features["hog"], expected.features["hog"])
+    model = tmp_path / "model.npz"
+    assert cli.main(["train", str(out), "--out", str(model), "--k", "4", "--pca", "8"]) == 1
+    loaded = ActionModel.load(model)
+    assert loaded.params_.hog and loaded.encoder_.feature_types == (*FEATURE_TYPES, "hog")
+    capsys.readouterr()
+
+
 def test_a_model_file_that_cannot_be_written_is_one_line_naming_it(
     data, local_store, tmp_path, monkeypatch, capsys
 ):

@@ -39,8 +39,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     from actionlrp.motion import motion_field
 
     start = time.perf_counter()
-    field = motion_field(args.video, args.motion, args.cell, transcode=args.transcode)
-    desc = describe(field, DescriptorParams(normalization=args.normalization))
+    field = motion_field(
+        args.video, args.motion, args.cell, transcode=args.transcode, hog=args.hog
+    )
+    desc = describe(field, DescriptorParams(normalization=args.normalization, hog=args.hog))
     result = {
         "cubes": len(desc),
         "dims": {k: int(v.shape[1]) for k, v in desc.features.items()},
@@ -63,6 +65,7 @@ def _descriptor_params(args: argparse.Namespace):
         stride_px=args.stride_px[0] if len(args.stride_px) == 1 else tuple(args.stride_px),
         slice_normalization=args.slice_normalization,
         max_width=args.max_width,
+        hog=args.hog,
     )
     try:
         check_params(getattr(args, "cell", 8), params)
@@ -456,6 +459,11 @@ def _add_descriptor_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="normalise each time slice of a descriptor on its own",
     )
+    p.add_argument(
+        "--hog",
+        action="store_true",
+        help="also describe appearance: HOG of the decoded frames (a fourth feature type)",
+    )
 
 
 def _add_model_options(p: argparse.ArgumentParser, motion: bool = True) -> None:
@@ -527,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_motion_options(p)
     p.set_defaults(func=cmd_motion)
 
-    p = sub.add_parser("features", help="HOF / MBHx / MBHy descriptors of a clip")
+    p = sub.add_parser("features", help="HOF / MBHx / MBHy (/ HOG) descriptors of a clip")
     _add_motion_options(p)
     p.add_argument("--out", help="write the descriptors to this .npz")
     p.add_argument(
@@ -536,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="root",
         help="descriptor normalisation (default root: L1 then square root)",
     )
+    p.add_argument("--hog", action="store_true", help="also HOG, the appearance descriptor")
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("synth", help="write the built-in synthetic action dataset")

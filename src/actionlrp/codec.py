@@ -38,6 +38,7 @@ from numba import njit
 from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.errors import NoMotionVectorsError, VideoError
 from actionlrp.h264 import nal_length_size, packet_reference
+from actionlrp.hog import HOG_BINS, frame_cell_histograms
 from actionlrp.raster import _combine, _GapFiller, _Rasteriser
 from actionlrp.references import (
     _B,
@@ -126,6 +127,7 @@ def read_motion_field(
     transcode: bool = False,
     decoder_options: dict[str, str] | None = None,
     threads: int = 0,
+    hog: bool = False,
 ) -> MotionField:
     """Read the motion vectors of a clip into a `MotionField`, streaming.
 
@@ -146,6 +148,10 @@ def read_motion_field(
     threads : int, default 0
         Decoder threads (0: FFmpeg's choice). Slice threads only: frame threads would reorder
         nothing but add latency and memory.
+    hog : bool, default False
+        Also give each frame's luma gradient histograms per grid cell (`MotionField.hog`,
+        `actionlrp.hog`), computed in the decoding thread as each frame comes. The MPEG-1/2/4
+        and H.263 family then needs the pixels: it is decoded in full, not at 1/8 size.
 
     Returns
     -------
@@ -174,8 +180,10 @@ def read_motion_field(
     with open_video(path) as (container, stream):
         codec = stream.codec_context.name
         if codec in CODECS_WITH_VECTORS:
-            if decoder_options is not None or codec not in _CODECS_DECODED_QUICKLY:
-                return _decode_vectors(path, container, stream, cell, decoder_options, threads)
+            if decoder_options is not None or hog or codec not in _CODECS_DECODED_QUICKLY:
+                return _decode_vectors(
+                    path, container, stream, cell, decoder_options, threads, hog=hog
+                )
             field = _decode_vectors(
                 path, container, stream, cell, _QUICK_DECODER_OPTIONS, threads, quick=True
             )
@@ -185,9 +193,11 @@ def read_motion_field(
             _check_codec(path, codec)
     if codec in CODECS_WITH_VECTORS:  # a damaged stream: again, with its errors concealed
         with open_video(path) as (container, stream):
-            return _decode_vectors(path, container, stream, cell, decoder_options, threads)
+            return _decode_vectors(path, container, stream, cell, decoder_options, threads, hog=hog)
     with _transcoded(path) as tmp:
-        field = read_motion_field(tmp, cell, decoder_options=decoder_options, threads=threads)
+        field = read_motion_field(
+            tmp, cell, decoder_options=decoder_options, threads=threads, hog=hog
+        )
     return _replace_origin(field, codec)
 
 
@@ -205,8 +215,10 @@ def _decode_vectors(
     decoder_options: dict[str, str] | None,
     threads: int,
     quick: bool = False,
+    hog: bool = False,
 ) -> MotionField | None:
-    """The field of ``stream``; with ``quick``, None as soon as a frame fails or is damaged."""
+    """The field of ``stream``; with ``quick``, None as soon as a frame fails or is damaged;
+    with ``hog``, the luma's gradient histograms too."""
     ctx = stream.codec_context
     codec = ctx.name
     width, height = ctx.width, ctx.height  # before the decoder opens: lowres shrinks them
@@ -231,6 +243,7 @@ def _decode_vectors(
             frames_hint=stream.frames,
             work=work,
             n_refs=n_refs,
+            hog=hog,
         )
         matcher = builder.matcher
         last_error = ""
@@ -241,6 +254,7 @@ def _decode_vectors(
             check=quick,
             luma=matcher,
             nal_length=nal_length_size(ctx.extradata) if matcher else None,
+            hog=(cell, height, width) if hog else None,
         ):
             last_error = builder.add_items(items) or last_error
             if quick and last_error:
@@ -250,7 +264,7 @@ def _decode_vectors(
                 return None
             reason = f" ({last_error})" if last_error else ""
             raise VideoError(f"{path}: no frame decodes{reason}")
-        flow, frame_types, has_vectors, times = builder.finish()
+        flow, frame_types, has_vectors, times, hog_cells = builder.finish()
     fps = _frame_rate(stream)
     if len(times) > 1 and not (np.diff(times) > 0).all():
         times = np.arange(len(times), dtype=np.float64) / fps  # e.g. AVI with B-frames
@@ -266,6 +280,7 @@ def _decode_vectors(
         codec=codec,
         container=container.format.name,
         method="mv",
+        hog=hog_cells,
     )
 
 
@@ -295,18 +310,20 @@ def _decoded(
     batch: int = 16,
     luma: _ReferenceMatcher | None = None,
     nal_length: int | None = None,
+    hog: tuple[int, int, int] | None = None,
 ) -> Iterator:
     """Demux and decode in a background thread (FFmpeg releases the GIL while it decodes).
 
     Yields lists of, in order: a packet as ``(pts, reference)`` (decode order; reference 1 or 0
     where an H.264 packet says whether its picture is a reference picture, read with the NAL
     length size ``nal_length`` (`nal_length_size`) if given, else −1), a decoded frame as
-    ``(picture type, pts, seconds, vector bytes or None, luma)`` (display order), or an error
+    ``(picture type, pts, seconds, vector bytes or None, luma, hog)`` (display order), or an error
     message (str) for a damaged stretch that was skipped; about ``batch`` frames per list. With
     ``b_vectors`` False the vectors of B-frames are not copied out; with ``check``, a frame the
     decoder marks as corrupt also comes with a message. With ``luma``, each frame's luma is
     stored in its ring as the frame is decoded, and ``luma`` in the tuple says whether it is
-    usable (None without); the ring's free slots pace the decoding.
+    usable (None without); the ring's free slots pace the decoding. With ``hog`` = (cell,
+    height, width), ``hog`` in the tuple is the frame's `frame_cell_histograms` (None without).
     """
     items: queue.Queue = queue.Queue(maxsize=64)
     stop = threading.Event()
@@ -343,6 +360,7 @@ def _decoded(
                     float(time) if time is not None else np.nan,
                     _vector_bytes(frame) if b_vectors or kind != "B" else None,
                     usable,
+                    frame_cell_histograms(frame, *hog) if hog is not None else None,
                 )
             )
             if check and frame.is_corrupt:
@@ -427,6 +445,7 @@ class _FieldBuilder:
         frames_hint: int = 0,
         work: _Workspace | None = None,
         n_refs: int = 1,
+        hog: bool = False,
     ) -> None:
         work = work or _Workspace()
         self.raster = _Rasteriser(height, width, cell, work)
@@ -446,6 +465,7 @@ class _FieldBuilder:
         # The container's frame count, if it has one, sizes the field (within reason).
         frames = min(max(frames_hint, 2 * batch), _MAX_PREALLOCATED_BYTES // (gh * gw * 8))
         self.flow = np.empty((frames, gh, gw, 2), np.float32)
+        self.hog = np.empty((frames, gh, gw, HOG_BINS), np.float32) if hog else None
         self.gaps = _GapFiller(gh * gw)
         # Per frame: picture kind (`_KIND_CODES`), decode rank, whether it carried vectors,
         # whether its vectors carry their own reference distances (`_ReferenceMatcher`);
@@ -482,7 +502,7 @@ class _FieldBuilder:
                         )
                     self.reference_of_rank[rank] = reference
                 continue
-            kind, pts, seconds, vectors, luma = item
+            kind, pts, seconds, vectors, luma, hog = item
             if kind == "B" and self.skip_b:
                 vectors = None
             j = len(types)
@@ -496,6 +516,10 @@ class _FieldBuilder:
                 if rank >= len(self.display_of_rank):
                     self.display_of_rank = _grown(self.display_of_rank, 2 * rank + 2, fill=-1)
                 self.display_of_rank[rank] = j
+            if self.hog is not None:
+                if j == len(self.hog):
+                    self.hog = _grown(self.hog, max(2 * j, 2 * self.batch))
+                self.hog[j] = hog
             types.append(kind)
             times.append(seconds)
             self.kind[j] = _KIND_CODES.get(kind, _OTHER)
@@ -551,8 +575,9 @@ class _FieldBuilder:
         self.pending[:keep] = self.pending[upto - lo : upto - lo + keep]
         self.settled = upto
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``flow`` (T, gh, gw, 2) filled, ``frame_types``, ``has_vectors``, ``timestamps``."""
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """``flow`` (T, gh, gw, 2) filled, ``frame_types``, ``has_vectors``, ``timestamps``,
+        ``hog`` (T, gh, gw, 8) or None."""
         self._advance(final=True)
         t = self.n_frames
         flow = self.flow[:t] if t == len(self.flow) else self.flow[:t].copy()
@@ -563,6 +588,7 @@ class _FieldBuilder:
             np.asarray(self.types),
             self.has_vectors[:t].copy(),
             np.asarray(self.times, dtype=np.float64),
+            None if self.hog is None else self.hog[:t].copy(),
         )
 
 

@@ -1,5 +1,6 @@
-"""Local motion descriptors HOF, MBHx, MBHy on overlapping spatio-temporal cubes (design §2):
-the forward step of the descriptor layer; its relevance step is `actionlrp.descriptors_lrp`.
+"""Local motion descriptors HOF, MBHx, MBHy (and optionally HOG, the appearance) on
+overlapping spatio-temporal cubes (design §2): the forward step of the descriptor layer; its
+relevance step is `actionlrp.descriptors_lrp`.
 
 A cube is ``cube_px × cube_px`` pixels × 3 time cells of ``cell_frames`` frames, cut into
 2 × 2 spatial × 3 temporal cells. Cubes start every ``stride_px`` pixels and every
@@ -25,9 +26,11 @@ import numpy as np
 from numba import njit
 
 from actionlrp._scratch import _in_pieces, _Workspace, _workspace
+from actionlrp.hog import HOG_BINS, time_cell_sums
 from actionlrp.video import MotionField
 
-FEATURE_TYPES = ("hof", "mbhx", "mbhy")
+FEATURE_TYPES = ("hof", "mbhx", "mbhy")  # the motion features, always described
+ALL_FEATURE_TYPES = (*FEATURE_TYPES, "hog")  # and HOG, the appearance, with `DescriptorParams.hog`
 N_ORIENTATIONS = 8
 _SPATIAL_CELLS = 2
 _TIME_CELLS = 3
@@ -68,6 +71,14 @@ class DescriptorParams:
     slice_normalization : bool
         Normalise each of a cube's 3 time slices on its own (Kantorov & Laptev) instead of the
         whole cube at once; the MBH floor is then a third per slice.
+    hog : bool
+        Describe each cube's appearance too: HOG, 2 × 2 × 3 cells × 8 orientations of the
+        decoded luma's gradient (96 dims; the clip's field must carry `MotionField.hog`). For
+        MPEG-4 Part 2 this costs a pixel decode.
+    hog_floor : float
+        With ``"root"``: HOG histograms are divided by at least ``hog_floor`` × the cube's
+        voxels, in grey levels per px, as `mbh_floor` does for MBH: a flat, textureless cube
+        keeps a small HOG instead of its noise being scaled to unit mass. 0: plain RootSIFT.
     """
 
     cube_px: tuple[int, ...] = (32,)
@@ -78,6 +89,8 @@ class DescriptorParams:
     max_width: int | None = None
     mbh_floor: float = 1.0
     slice_normalization: bool = False
+    hog: bool = False
+    hog_floor: float = 1.0
 
     def strides(self) -> tuple[int, ...]:
         """The stride of each cube size, in pixels."""
@@ -86,13 +99,17 @@ class DescriptorParams:
         return tuple(int(s) for s in self.stride_px)
 
     def dims(self) -> dict[str, int]:
-        """Dimensions per feature type: 108, 96, 96 with the defaults."""
+        """Dimensions per feature type: 108, 96, 96 with the defaults, and 96 for ``"hog"``
+        with ``hog``. Its keys are the feature types the descriptors have."""
         cells = _SPATIAL_CELLS * _SPATIAL_CELLS * _TIME_CELLS
-        return {
+        dims = {
             "hof": cells * (N_ORIENTATIONS + 1),
             "mbhx": cells * N_ORIENTATIONS,
             "mbhy": cells * N_ORIENTATIONS,
         }
+        if self.hog:
+            dims["hog"] = cells * HOG_BINS
+        return dims
 
 
 @dataclass(frozen=True)
@@ -102,7 +119,8 @@ class LocalDescriptors:
     Attributes
     ----------
     features : dict[str, ndarray]
-        ``{"hof": (N, 108), "mbhx": (N, 96), "mbhy": (N, 96)}``, float32.
+        ``{"hof": (N, 108), "mbhx": (N, 96), "mbhy": (N, 96)}``, and ``"hog": (N, 96)`` with
+        `DescriptorParams.hog`; float32.
     boxes : ndarray, shape (N, 6), int32
         ``t0, t1, y0, y1, x0, x1`` of each cube, in frames and pixels, half-open.
     """
@@ -135,6 +153,15 @@ def _check(field_: MotionField, params: DescriptorParams) -> None:
         )
     if not params.mbh_floor >= 0:
         raise ValueError(f"mbh_floor must be ≥ 0, got {params.mbh_floor}")
+    if not params.hog_floor >= 0:
+        raise ValueError(f"hog_floor must be ≥ 0, got {params.hog_floor}")
+    if params.hog and field_.n_frames and (
+        field_.hog is None or field_.hog.shape != (*field_.flow.shape[:3], HOG_BINS)
+    ):
+        raise ValueError(
+            "params.hog needs the field's luma gradient histograms, MotionField.hog of shape "
+            f"{(*field_.flow.shape[:3], HOG_BINS)}: read the clip with hog=True"
+        )
     if params.cell_frames < 1:
         raise ValueError(f"cell_frames must be ≥ 1, got {params.cell_frames}")
     for size in params.cube_px:
@@ -467,7 +494,8 @@ def _describe_into(
     cf, gh, gw = params.cell_frames, field_.flow.shape[1], field_.flow.shape[2]
     step = max(1, _BLOCK_VOXELS // (cf * gh * gw))  # cube start times per block
     span = step + _TIME_CELLS - 1  # time cells per block
-    hist = {name: work.array(f"hist_{name}", (span, gh, gw, b)) for name, b in _BINS.items()}
+    bins = {**_BINS, "hog": HOG_BINS} if params.hog else _BINS
+    hist = {name: work.array(f"hist_{name}", (span, gh, gw, b)) for name, b in bins.items()}
     carried = 0
     for r0 in range(start, stop, step):
         r1 = min(stop, r0 + step)
@@ -477,7 +505,10 @@ def _describe_into(
                 h[:carried] = h[step : step + carried]
         flow = field_.flow[(r0 + carried) * cf : (r0 + n_tc) * cf]
         part = {name: h[carried:n_tc] for name, h in hist.items()}
+        hog = part.pop("hog", None)
         _histograms_into(flow, cf, field_.cell, params.still_threshold, part, work)
+        if hog is not None:
+            hog[...] = time_cell_sums(field_.hog[(r0 + carried) * cf : (r0 + n_tc) * cf], cf)
         carried = _TIME_CELLS - 1
         for grid, rows in zip(grids, out, strict=True):
             if grid.ny and grid.nx:
@@ -497,10 +528,12 @@ def _describe_into(
 
 
 def _mass_floor(params: DescriptorParams, cs: int, feature: str) -> float:
-    """The least L1 mass a cube's histogram is divided by (`DescriptorParams.mbh_floor`)."""
+    """The least L1 mass a cube's histogram is divided by (`DescriptorParams.mbh_floor`,
+    `DescriptorParams.hog_floor`)."""
     if feature == "hof" or params.normalization != "root":
         return 0.0
-    return params.mbh_floor * (_SPATIAL_CELLS * cs) ** 2 * _TIME_CELLS * params.cell_frames
+    floor = params.hog_floor if feature == "hog" else params.mbh_floor
+    return floor * (_SPATIAL_CELLS * cs) ** 2 * _TIME_CELLS * params.cell_frames
 
 
 def _feature_arrays(n: int, dims: dict[str, int]) -> dict[str, np.ndarray]:
@@ -523,20 +556,27 @@ def scale_factor(width: int, max_width: int | None) -> int:
 
 def downscale(field_: MotionField, factor: int) -> MotionField:
     """The field of the video shrunk ``factor`` times: flow averaged over factor × factor cells
-    (edge blocks over the cells they have) and divided by ``factor`` (px per frame shrink too)."""
-    t, gh, gw, _ = field_.flow.shape
+    (edge blocks over the cells they have) and divided by ``factor`` (px per frame shrink too);
+    HOG cell histograms averaged alike (grey levels per px of the video's own pixels)."""
+    flow = (_block_means(field_.flow, factor) / factor).astype(np.float32)
+    hog = None if field_.hog is None else _block_means(field_.hog, factor).astype(np.float32)
+    return dataclasses.replace(
+        field_, flow=flow, hog=hog, width=field_.width // factor, height=field_.height // factor
+    )
+
+
+def _block_means(values: np.ndarray, factor: int) -> np.ndarray:
+    """Means of (t, gh, gw, c) over factor × factor cells (edge blocks: the cells they have)."""
+    t, gh, gw, channels = values.shape
     ph, pw = -(-gh // factor) * factor, -(-gw // factor) * factor
-    padded = np.zeros((t, ph, pw, 2), np.float64)
-    padded[:, :gh, :gw] = field_.flow
+    padded = np.zeros((t, ph, pw, channels), np.float64)
+    padded[:, :gh, :gw] = values
     count = np.zeros((ph, pw))
     count[:gh, :gw] = 1.0
-    blocks = (t, ph // factor, factor, pw // factor, factor, 2)
+    blocks = (t, ph // factor, factor, pw // factor, factor, channels)
     sums = padded.reshape(blocks).sum(axis=(2, 4))
     counts = count.reshape(ph // factor, factor, pw // factor, factor).sum(axis=(1, 3))
-    flow = (sums / counts[None, :, :, None] / factor).astype(np.float32)
-    return dataclasses.replace(
-        field_, flow=flow, width=field_.width // factor, height=field_.height // factor
-    )
+    return sums / counts[None, :, :, None]
 
 
 def _upscale_boxes(desc: LocalDescriptors, factor: int) -> LocalDescriptors:
@@ -740,4 +780,5 @@ def save_descriptors(desc: LocalDescriptors, path: str | os.PathLike) -> Path:
 def load_descriptors(path: str | os.PathLike) -> LocalDescriptors:
     """Read descriptors written by `save_descriptors` (never unpickles)."""
     with np.load(path, allow_pickle=False) as data:
-        return LocalDescriptors({k: data[k] for k in FEATURE_TYPES}, data["boxes"])
+        types = [k for k in ALL_FEATURE_TYPES if k in data.files]
+        return LocalDescriptors({k: data[k] for k in types}, data["boxes"])

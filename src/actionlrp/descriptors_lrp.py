@@ -22,7 +22,7 @@ from actionlrp._scratch import _in_pieces, _workspace
 from actionlrp.descriptors import (
     _SPATIAL_CELLS,
     _TIME_CELLS,
-    FEATURE_TYPES,
+    ALL_FEATURE_TYPES,
     N_ORIENTATIONS,
     DescriptorParams,
     LocalDescriptors,
@@ -31,6 +31,7 @@ from actionlrp.descriptors import (
     downscale,
     scale_factor,
 )
+from actionlrp.hog import HOG_BINS, _spread_hog_time_cells
 from actionlrp.video import MotionField
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ _MIN_SPREAD_PIECE = 3  # time cells per thread in `spread_bins`
 
 @dataclass(frozen=True)
 class HistogramLayer:
-    """The descriptor layer: a motion field's HOF / MBHx / MBHy histograms on cubes.
+    """The descriptor layer: a motion field's HOF / MBHx / MBHy (/ HOG) histograms on cubes.
 
     Forward: `describe` (design §2). Relevance: R(2) → R(1) on the motion field's voxels, by
     the rule's ``histogram`` spreading (design §5.5, §5.6).
@@ -192,7 +193,8 @@ def spread_bin_relevance(
     It goes to the voxels in proportion to their contribution to the bin:
     ``R(1)_v = Σ_{o ∋ v} Σ_b A_ob · w_vb / H_ob`` with ``H_ob = Σ_{v ∈ o} w_vb`` (HOF: the vector's
     magnitude split between its two nearest orientations, or the still weight; MBH: the same of
-    the flow gradient). A bin that is empty (H_ob = 0, relevance of an *absent* motion) is spread
+    the flow gradient; HOG: the voxel's own histogram of luma gradients, the sum of its pixels'
+    contributions). A bin that is empty (H_ob = 0, relevance of an *absent* motion) is spread
     evenly over its cell. For MBH the voxels hold flow gradients; `gradient_relevance` then hands
     each one's relevance on to the vectors it differences (unless ``vectors`` is False). Σ R(1) =
     Σ relevance to float64 round-off.
@@ -210,7 +212,7 @@ def spread_bin_relevance(
     relevance : ndarray, shape (N, dims[feature])
         Relevance of each descriptor's bins, e.g. from `fisher_lrp.bin_relevance`.
     feature : str
-        ``"hof"``, ``"mbhx"`` or ``"mbhy"``.
+        ``"hof"``, ``"mbhx"``, ``"mbhy"``, or ``"hog"`` (with ``params.hog``).
     params : DescriptorParams, optional
     vectors : bool
         MBH only: carry the relevance through the gradient layer to the flow vectors (True) or
@@ -221,14 +223,15 @@ def spread_bin_relevance(
         contribution is too: ``w_vb − w⁰_vb``, with ``w⁰`` what it gives when it does not move.
         Only HOF's still bin changes: a still voxel gives it nothing, a moving one −threshold
         (the stillness it took away), so a change of stillness goes to the vectors that moved.
+        MBH and HOG are unchanged (the root has no flow gradient and a flat picture).
 
     Returns
     -------
     ndarray, shape (T, gh, gw), float64
         R(1) per voxel of the field.
     """
-    if feature not in FEATURE_TYPES:
-        raise ValueError(f"feature must be one of {FEATURE_TYPES}, got {feature!r}")
+    if feature not in ALL_FEATURE_TYPES:
+        raise ValueError(f"feature must be one of {ALL_FEATURE_TYPES}, got {feature!r}")
     return spread_bins(field_, desc, {feature: relevance}, params, vectors, root)[feature]
 
 
@@ -260,8 +263,12 @@ def spread_bins(
         raise ValueError(f"root must be 'zero' or 'still', got {root!r}")
     dims = params.dims()
     for feature in relevance:
-        if feature not in FEATURE_TYPES:
-            raise ValueError(f"feature must be one of {FEATURE_TYPES}, got {feature!r}")
+        if feature not in dims:
+            raise ValueError(f"feature must be one of {tuple(dims)}, got {feature!r}")
+    if "hog" in relevance and (
+        field_.hog is None or field_.hog.shape != (*field_.grid_shape, HOG_BINS)
+    ):
+        raise ValueError("HOG relevance needs the field's MotionField.hog: read it with hog=True")
     relevance = {f: np.ascontiguousarray(r, np.float64) for f, r in relevance.items()}
     for feature, r in relevance.items():
         if r.shape != (len(desc), dims[feature]):
@@ -314,6 +321,13 @@ def spread_bins(
             gx, gy = work.array("spread gx", (n, gh, gw)), work.array("spread gy", (n, gh, gw))
             angle = work.array("spread angle", (n, gh, gw))
             for feature, r in relevance.items():
+                if feature == "hog":  # each voxel's own histogram filled the bins
+                    hog = np.ascontiguousarray(field_.hog[frames], np.float32)
+                    for rows, first, y0, x0, cs in sizes:
+                        _spread_hog_time_cells(
+                            hog, r, rows, first, y0, x0, cs, cf, out[feature][frames], start
+                        )
+                    continue
                 hof = feature == "hof"
                 component = planes[1 if feature == "mbhy" else 0]
                 dx, dy = (planes[0], planes[1]) if hof else (gx, gy)
@@ -604,7 +618,8 @@ def still_reference(
     """The descriptor of a motionless cube at each scale, and which one each of ``desc`` is.
 
     A reference point for the relevance step (`fisher_lrp.bin_relevance`): "no motion
-    here". Made by describing an all-zero motion field, so it is exactly what a still cube gives.
+    here". Made by describing an all-zero motion field, so it is exactly what a still cube gives;
+    with HOG, of a flat picture too (no luma gradient: a HOG of zeros).
 
     Returns
     -------
@@ -627,8 +642,9 @@ def _still_descriptors(params: DescriptorParams, cell: int) -> LocalDescriptors:
     """One motionless cube per size of ``params``, described (read-only arrays, shared)."""
     rows = []
     for size, stride in zip(params.cube_px, params.strides(), strict=True):
+        grid = (_TIME_CELLS * params.cell_frames, size // cell, size // cell)
         still = MotionField(
-            flow=np.zeros((_TIME_CELLS * params.cell_frames, size // cell, size // cell, 2), "f4"),
+            flow=np.zeros((*grid, 2), "f4"),
             frame_types=np.array(["P"] * (_TIME_CELLS * params.cell_frames)),
             has_vectors=np.ones(_TIME_CELLS * params.cell_frames, bool),
             timestamps=np.zeros(_TIME_CELLS * params.cell_frames),
@@ -636,6 +652,7 @@ def _still_descriptors(params: DescriptorParams, cell: int) -> LocalDescriptors:
             height=size,
             fps=25.0,
             cell=cell,
+            hog=np.zeros((*grid, HOG_BINS), "f4") if params.hog else None,  # a flat picture
         )
         rows.append(describe(still, dataclasses.replace(params, cube_px=(size,), stride_px=stride)))
     reference = LocalDescriptors.concatenate(rows)

@@ -1,8 +1,9 @@
 """Entries: one clip's descriptors in one ``.npz`` file, written whole or not at all.
 
 An entry holds the arrays ``format``, ``n_frames``, ``transcoded``, ``boxes`` (N × 6, int32),
-``hof``, ``mbhx``, ``mbhy`` (N × d, float32) and what it was made from: ``key`` (the sha256 of
-the clip's content and of everything the descriptors depend on, `ExtractionSpec.key`),
+``hof``, ``mbhx``, ``mbhy``, ``hog`` if described (N × d, float32) and what it was made from:
+``key`` (the sha256 of the clip's content and of everything the descriptors depend on,
+`ExtractionSpec.key`),
 ``content`` (the clip's sha256), ``source_size`` and ``source_mtime_ns``. It is read with
 ``allow_pickle=False``. The feature store and the per-user cache (`actionlrp.store`) hold
 entries of this one format, written by `write_entry` through `atomic_file`.
@@ -65,7 +66,7 @@ class ExtractionSpec:
             "content": content_sha256,
             "motion": self.motion,
             "cell": int(self.cell),
-            "params": asdict(self.params),
+            "params": _key_params(self.params),
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
@@ -86,6 +87,15 @@ class ExtractionSpec:
             DescriptorParams(**params),
             bool(data.get("transcode", False)),
         )
+
+
+def _key_params(params: DescriptorParams) -> dict:
+    """``params`` as the key sees them: without HOG's fields while it is off, so entries made
+    before HOG existed keep their keys (they are the same descriptors)."""
+    fields = asdict(params)
+    if not params.hog:
+        del fields["hog"], fields["hog_floor"]
+    return fields
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -126,7 +136,7 @@ def read_entry(
                 return None  # recompute, so the clip fails as it would without a cache
             n_frames = int(data["n_frames"])
             boxes = data["boxes"]
-            features = {k: data[k] for k in FEATURE_TYPES}
+            features = {k: data[k] for k in params.dims()}
     except Exception:  # noqa: BLE001 — any unreadable entry is a miss
         return None
     n = boxes.shape[0] if boxes.ndim == 2 else -1

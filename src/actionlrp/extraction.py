@@ -108,7 +108,7 @@ def _compute(
 ) -> tuple[LocalDescriptors | None, int, bool, str | None]:
     """``(descriptors, n_frames, transcoded, None)``, or ``(None, 0, False, one-line error)``."""
     try:
-        field_ = motion_field(path, motion, cell, transcode=transcode)
+        field_ = motion_field(path, motion, cell, transcode=transcode, hog=params.hog)
         desc = describe(field_, params)
     except ActionLRPError as exc:
         message = _one_line(str(exc))

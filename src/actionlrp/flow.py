@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from actionlrp.errors import VideoError
+from actionlrp.hog import frame_cell_histograms
 from actionlrp.video import (
     _PICTURE_TYPES,
     MotionField,
@@ -66,6 +67,7 @@ def farneback_motion_field(
     poly_n: int = 5,
     poly_sigma: float = 1.2,
     flags: int = 0,
+    hog: bool = False,
 ) -> MotionField:
     """Dense Farnebäck optical flow of a clip, averaged into a `MotionField`, streaming.
 
@@ -91,6 +93,9 @@ def farneback_motion_field(
         with ``poly_sigma=1.2``, ``flags=0`` (box window, no initial flow). OpenCV builds no
         pyramid level smaller than 32 px, so small frames get fewer levels than asked for
         (160 × 120: one below full size), which bounds the motion it can follow.
+    hog : bool, default False
+        Also give each frame's luma gradient histograms per grid cell (`MotionField.hog`,
+        `actionlrp.hog.frame_cell_histograms`).
 
     Returns
     -------
@@ -121,6 +126,7 @@ def farneback_motion_field(
         frame_size: tuple[int, int] | None = None
         previous: np.ndarray | None = None
         cells: list[np.ndarray] = []
+        hog_cells: list[np.ndarray] = []
         types: list[str] = []
         times: list[float] = []
         last_error = ""
@@ -136,6 +142,8 @@ def farneback_motion_field(
                 back = cv2.calcOpticalFlowFarneback(gray, previous, None, **params)
                 cells.append(average_on_grid(-back, cell))
             previous = gray
+            if hog:
+                hog_cells.append(frame_cell_histograms(frame, cell, *gray.shape))
             types.append(_PICTURE_TYPES.get(int(frame.pict_type), "?"))
             times.append(float(frame.time) if frame.time is not None else np.nan)
 
@@ -184,4 +192,5 @@ def farneback_motion_field(
         codec=codec,
         container=container_name,
         method="flow",
+        hog=np.stack(hog_cells) if hog else None,
     )

@@ -189,6 +189,7 @@ class ActionModel:
             n_components=self.n_components,
             pca_dims=self.pca_dims,
             max_samples=self.max_samples,
+            feature_types=tuple(self.params_.dims()),
             pyramid=KL_GRIDS if self.pyramid else None,
             random_state=self.random_state,
         ).fit(descriptors)
@@ -299,7 +300,9 @@ class ActionModel:
         from actionlrp.relevance import explain
 
         self._check_fitted()
-        field = motion_field(video, self.motion, self.cell, transcode=self.transcode)
+        field = motion_field(
+            video, self.motion, self.cell, transcode=self.transcode, hog=self.params_.hog
+        )
         try:
             return explain(self, field, None, class_name, rule, versus=versus, video=video)
         except EmptyClipError as exc:

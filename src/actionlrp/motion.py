@@ -16,7 +16,12 @@ METHODS = ("mv", "flow")
 
 
 def motion_field(
-    path: str | os.PathLike, method: str = "mv", cell: int = 8, *, transcode: bool = False
+    path: str | os.PathLike,
+    method: str = "mv",
+    cell: int = 8,
+    *,
+    transcode: bool = False,
+    hog: bool = False,
 ) -> MotionField:
     """The motion field of a clip from its motion vectors (``"mv"``) or from Farnebäck flow.
 
@@ -30,6 +35,8 @@ def motion_field(
         Grid cell in pixels.
     transcode : bool
         ``"mv"`` only: re-encode a clip whose codec exports no vectors (`codec.read_motion_field`).
+    hog : bool
+        Also the luma's gradient histograms per frame and grid cell (`MotionField.hog`).
 
     Returns
     -------
@@ -37,9 +44,9 @@ def motion_field(
         Flow (T, gh, gw, 2) in px per frame.
     """
     if method == "mv":
-        return read_motion_field(path, cell, transcode=transcode)
+        return read_motion_field(path, cell, transcode=transcode, hog=hog)
     if method == "flow":
         from actionlrp.flow import farneback_motion_field  # OpenCV loads only when asked for
 
-        return farneback_motion_field(path, cell)
+        return farneback_motion_field(path, cell, hog=hog)
     raise ValueError(f"motion method must be one of {METHODS}, got {method!r}")

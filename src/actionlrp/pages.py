@@ -28,6 +28,7 @@ from actionlrp.render import (
     FEATURE_NAMES,
     _decode_frames,
     colour_limit,
+    feature_list,
     frame_times,
     overlay_at_width,
     plot_feature_heatmaps,
@@ -607,7 +608,7 @@ in the video and the frames (they saturate at the 99.5th percentile of |R|).</p>
 <h2>Most relevant frames</h2>
 <p class="hint">Click a frame to show it in the video.</p>
 <div class="frames">{top_figures}</div>
-<h2>Which motion features: HOF, MBHx and MBHy on frame {best}</h2>
+<h2>Which features: {feature_list(by_feature)} on frame {best}</h2>
 <div class="features">{feature_figures}</div>
 <table class="scores" style="max-width:620px;margin-top:10px">
 <tr><th>feature type</th><th>Σ relevance</th><th></th></tr>{feature_rows}</table>
@@ -645,6 +646,11 @@ def rule_text(rule: dict) -> str:
     return f"rule {rule['name']}: ε = {rule['epsilon']:g}{unit}, {spread}{root}"
 
 
+def _features_of(shares: dict) -> list[str]:
+    """The feature types of a dataset's per-class shares (HOF, MBHx, MBHy, HOG if described)."""
+    return list(next(iter(shares.values()), {"hof": 0, "mbhx": 0, "mbhy": 0}))
+
+
 def write_dataset_page(
     out: Path, data: dict, figures: dict, frame_figures: dict, localisation_keys: tuple = ()
 ) -> Path:
@@ -666,6 +672,7 @@ def write_dataset_page(
         f'src="{_data_uri(p, "image/png")}">'
         for c, p in frame_figures.items()
     )
+    features = feature_list(_features_of(data["feature_shares"]))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>actionlrp: dataset explanation</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}
@@ -676,7 +683,7 @@ img{{max-width:100%;border:1px solid #ddd}} td,th{{padding:2px 8px;text-align:le
 Red: evidence for the predicted class; blue: against.
 Relevance by the {rule_text(data["rule"])}.</p>
 <ul>{means}</ul>
-<h2>Share of HOF, MBHx and MBHy over the true positives of each class</h2>
+<h2>Share of {features} over the true positives of each class</h2>
 <img alt="feature shares by class" src="{_data_uri(figures["shares"], "image/png")}">
 <h2>The most relevant frames of each class</h2>
 {classes}

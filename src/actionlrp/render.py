@@ -23,7 +23,14 @@ from actionlrp.atomic import atomic_file  # noqa: E402
 from actionlrp.relevance import Explanation  # noqa: E402
 from actionlrp.video import MotionField, open_video  # noqa: E402
 
-FEATURE_NAMES = {"hof": "HOF", "mbhx": "MBHx", "mbhy": "MBHy"}
+FEATURE_NAMES = {"hof": "HOF", "mbhx": "MBHx", "mbhy": "MBHy", "hog": "HOG"}
+FEATURE_COLOURS = {"hof": "#c0392b", "mbhx": "#27ae60", "mbhy": "#2c7bb6", "hog": "#8e6c3a"}
+
+
+def feature_list(features) -> str:
+    """The feature types' names in words: ``"HOF, MBHx and MBHy"``."""
+    names = [FEATURE_NAMES.get(f, f) for f in features]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def diverging_colours(values: np.ndarray, limit: float) -> np.ndarray:
@@ -245,7 +252,7 @@ def plot_frame_relevance(explanation: Explanation, out: Path, interval=None) -> 
 
 
 def plot_feature_shares(explanation: Explanation, out: Path) -> Path:
-    """Σ R(2) of HOF, MBHx and MBHy (the paper's Fig. 5)."""
+    """Σ R(2) of HOF, MBHx and MBHy (and HOG) (the paper's Fig. 5)."""
     names = list(explanation.feature_relevance)
     values = [explanation.feature_relevance[f] for f in names]
     fig, ax = plt.subplots(figsize=(3.6, 2.6), dpi=100)
@@ -324,8 +331,8 @@ def plot_feature_heatmaps(
     frame: int | None = None,
     frames: dict[int, np.ndarray] | None = None,
 ) -> Path:
-    """HOF, MBHx and MBHy relevance of one frame side by side (the paper's Fig. 4); ``frames``:
-    RGB frames by index already decoded from ``video``."""
+    """HOF, MBHx and MBHy (and HOG) relevance of one frame side by side (the paper's Fig. 4);
+    ``frames``: RGB frames by index already decoded from ``video``."""
     t = int(explanation.top_frames(1)[0]) if frame is None else frame
     rgb = frames[t] if frames is not None and t in frames else _decode_frames(video, {t}).get(t)
     maps = explanation.relevance_voxels_by_feature
@@ -340,18 +347,17 @@ def plot_feature_heatmaps(
 
 def plot_class_shares(shares: dict, out: Path) -> Path:
     classes = list(shares)
+    features = list(shares[classes[0]]) if classes else []
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(classes)), 2.8), dpi=100)
-    width = 0.27
-    for i, (f, colour) in enumerate(
-        zip(FEATURE_NAMES, ("#c0392b", "#27ae60", "#2c7bb6"), strict=True)
-    ):
+    width = 0.8 / max(len(features), 1)
+    for i, f in enumerate(features):
         values = [shares[c][f] for c in classes]
         ax.bar(
-            np.arange(len(classes)) + (i - 1) * width,
+            np.arange(len(classes)) + (i - (len(features) - 1) / 2) * width,
             values,
             width,
-            label=FEATURE_NAMES[f],
-            color=colour,
+            label=FEATURE_NAMES.get(f, f),
+            color=FEATURE_COLOURS.get(f),
         )
     ax.set_xticks(np.arange(len(classes)), classes, rotation=30, ha="right", fontsize=8)
     ax.axhline(0, color="black", linewidth=0.6)

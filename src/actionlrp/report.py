@@ -21,7 +21,7 @@ from actionlrp.errors import ActionLRPError, EmptyClipError
 from actionlrp.model import ActionModel
 from actionlrp.pages import write_dataset_page, write_report
 from actionlrp.relevance import OTHER, Explanation
-from actionlrp.render import FEATURE_NAMES, colour_limit, plot_best_frames, plot_class_shares
+from actionlrp.render import colour_limit, plot_best_frames, plot_class_shares
 from actionlrp.rules import Rule, get_rule
 
 #: How `explain_video` explains: LRP, or the occlusion baseline.
@@ -95,7 +95,7 @@ def explain_dataset(
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     classes = [str(c) for c in model.classes_]
-    shares = {c: {f: 0.0 for f in FEATURE_NAMES} for c in classes}
+    shares = {c: {f: 0.0 for f in model.params_.dims()} for c in classes}
     best_frames: dict[str, list] = {c: [] for c in classes}
     rows, failed = [], []
     done_reports: dict[str, int] = {}
@@ -169,7 +169,9 @@ def _occlusion(
     from actionlrp.occlusion import occlusion
 
     model._check_fitted()
-    field = motion_field(video, model.motion, model.cell, transcode=model.transcode)
+    field = motion_field(
+        video, model.motion, model.cell, transcode=model.transcode, hog=model.params_.hog
+    )
     try:
         return occlusion(model, field, None, class_name, versus, video=video)
     except EmptyClipError as exc:

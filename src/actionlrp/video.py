@@ -50,6 +50,10 @@ class MotionField:
         FFmpeg names of the video codec and the container format.
     method : str
         ``"mv"`` (motion vectors) or ``"flow"`` (pixel-domain Farnebäck reference).
+    hog : ndarray, shape (T, gh, gw, 8), float32, or None
+        Per frame and grid cell, the histogram of the decoded luma's gradient orientations
+        (`actionlrp.hog.luma_cell_histograms`, grey levels per px), aligned with ``flow``; None
+        unless asked for (``hog=True`` when reading the clip).
     """
 
     flow: np.ndarray
@@ -63,6 +67,7 @@ class MotionField:
     codec: str = ""
     container: str = ""
     method: str = "mv"
+    hog: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:

@@ -35,8 +35,12 @@ OPTIONS = {
     "hog, plain RootSIFT": DescriptorParams(hog=True, hog_floor=0.0),
     "hog, floor 3": DescriptorParams(hog=True, hog_floor=3.0),
 }
+OPTIONS["hog + space-time pyramid"] = DescriptorParams(hog=True)
 #: Options of the Fisher encoder rather than of the descriptors.
-ENCODER_OPTIONS = {"space-time pyramid": {"pyramid": KL_GRIDS}}
+ENCODER_OPTIONS = {
+    "space-time pyramid": {"pyramid": KL_GRIDS},
+    "hog + space-time pyramid": {"pyramid": KL_GRIDS},
+}
 
 
 def run(name: str, params: DescriptorParams, encoder_options: dict | None = None) -> dict:

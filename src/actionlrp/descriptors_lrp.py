@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
+from actionlrp._bins import _bin_shares
 from actionlrp._scratch import _in_pieces, _workspace
 from actionlrp.descriptors import (
     _SPATIAL_CELLS,
@@ -437,51 +438,11 @@ def _spread_time_cells(
                         hist[y, x, (lo + 1) & (N_ORIENTATIONS - 1)] += wu
                         if hof:
                             hist[y, x, N_ORIENTATIONS] += extra
-        # A_ob: the relevance of the cubes whose k-th time cell is tc, on their 2 × 2 cells
-        acc[:] = 0.0
-        used[:] = False
-        for k in range(min(_TIME_CELLS, tc + 1)):
-            for n in range(first[tc - k], first[tc - k + 1]):
-                f = k * _SPATIAL_CELLS * _SPATIAL_CELLS * nb
-                row = rows[n]
-                for i in range(_SPATIAL_CELLS):
-                    for j in range(_SPATIAL_CELLS):
-                        y, x = y0[n] + i * cs, x0[n] + j * cs
-                        used[y, x] = True
-                        for b in range(nb):
-                            acc[y, x, b] += relevance[row, f]
-                            f += 1
-        # Round-off guard: H_ob is at least the largest single-cell bin, at most cs² times it.
-        bin_floor = 1e-12 * max(np.abs(hist).max(), 1e-300)
-        even[:] = 0.0
-        for y in range(gh - cs + 1):
-            for x in range(gw - cs + 1):
-                if not used[y, x]:
-                    continue
-                h[:] = 0.0
-                for oy in range(y, y + cs):
-                    for ox in range(x, x + cs):
-                        for b in range(nb):
-                            h[b] += hist[oy, ox, b]
-                for b in range(nb):
-                    if abs(h[b]) > bin_floor:
-                        acc[y, x, b] /= h[b]
-                    else:
-                        even[y, x] += acc[y, x, b] / (cs * cs * cf)
-                        acc[y, x, b] = 0.0
-        # Each grid cell gathers from the cs × cs cells that contain it (adjoint of the sums),
-        # then each of its voxels takes its bins' shares.
-        for y in range(gh):
-            for x in range(gw):
-                gathered[y, x, :] = 0.0
-                gathered_even[y, x] = 0.0
-                for oy in range(max(0, y - cs + 1), min(y, gh - cs) + 1):
-                    for ox in range(max(0, x - cs + 1), min(x, gw - cs) + 1):
-                        if not used[oy, ox]:
-                            continue
-                        gathered_even[y, x] += even[oy, ox]
-                        for b in range(nb):
-                            gathered[y, x, b] += acc[oy, ox, b]
+        # A_ob / H_ob of the cells o, gathered onto the grid cells (`_bin_shares`)
+        _bin_shares(
+            hist, relevance, rows, first, y0, x0, cs, cf, tc, acc, even, used, h, gathered,
+            gathered_even,
+        )
         for k in range(cf):
             for y in range(gh):
                 for x in range(gw):

@@ -16,6 +16,7 @@ import numpy as np
 from av.video.plane import VideoPlane
 from numba import njit
 
+from actionlrp._bins import _bin_shares
 from actionlrp.references import _EIGHT_BIT_LUMA
 from actionlrp.video import grid_size
 
@@ -196,47 +197,10 @@ def _spread_hog_time_cells(hog, relevance, rows, first, y0, x0, cs, cf, out, tc_
                 for x in range(gw):
                     for b in range(nb):
                         hist[y, x, b] += hog[f0 + k, y, x, b]
-        acc[:] = 0.0
-        used[:] = False
-        for k in range(min(3, tc + 1)):  # A_ob: cubes whose k-th time cell is tc
-            for n in range(first[tc - k], first[tc - k + 1]):
-                f = k * 4 * nb
-                row = rows[n]
-                for i in range(2):
-                    for j in range(2):
-                        y, x = y0[n] + i * cs, x0[n] + j * cs
-                        used[y, x] = True
-                        for b in range(nb):
-                            acc[y, x, b] += relevance[row, f]
-                            f += 1
-        bin_floor = 1e-12 * max(np.abs(hist).max(), 1e-300)
-        even[:] = 0.0
-        for y in range(gh - cs + 1):
-            for x in range(gw - cs + 1):
-                if not used[y, x]:
-                    continue
-                h[:] = 0.0
-                for oy in range(y, y + cs):
-                    for ox in range(x, x + cs):
-                        for b in range(nb):
-                            h[b] += hist[oy, ox, b]
-                for b in range(nb):
-                    if abs(h[b]) > bin_floor:
-                        acc[y, x, b] /= h[b]
-                    else:
-                        even[y, x] += acc[y, x, b] / (cs * cs * cf)
-                        acc[y, x, b] = 0.0
-        for y in range(gh):  # each grid cell gathers from the cs × cs cells holding it
-            for x in range(gw):
-                gathered[y, x, :] = 0.0
-                gathered_even[y, x] = 0.0
-                for oy in range(max(0, y - cs + 1), min(y, gh - cs) + 1):
-                    for ox in range(max(0, x - cs + 1), min(x, gw - cs) + 1):
-                        if not used[oy, ox]:
-                            continue
-                        gathered_even[y, x] += even[oy, ox]
-                        for b in range(nb):
-                            gathered[y, x, b] += acc[oy, ox, b]
+        _bin_shares(
+            hist, relevance, rows, first, y0, x0, cs, cf, tc, acc, even, used, h, gathered,
+            gathered_even,
+        )
         for k in range(cf):
             t = f0 + k
             for y in range(gh):

@@ -36,6 +36,25 @@ def clip_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def right_down_fields(clip_dir):
+    """Six 128×96 H.264 clips of 40 frames, a square moving right or down by turns: their
+    motion fields and labels."""
+    from actionlrp.codec import read_motion_field
+
+    fields, labels = [], []
+    for i in range(6):
+        label = ("right", "down")[i % 2]
+        velocity = (2.0, 0.0) if label == "right" else (0.0, 2.0)
+        obj = SyntheticObject("translate", size=40, velocity=velocity, centre=(50.0 + 4 * i, 40.0))
+        clip = synthetic.make_clip(
+            clip_dir / f"{label}_{i}.mp4", [obj], width=128, height=96, n_frames=40, seed=i
+        )
+        fields.append(read_motion_field(clip.path))
+        labels.append(label)
+    return fields, labels
+
+
+@pytest.fixture(scope="session")
 def square_clips(clip_dir):
     """A textured square moving +2 px/frame in x: {(codec, b_frames): SyntheticClip}."""
     clips = {}

@@ -54,23 +54,12 @@ def test_only_a_training_set_too_large_for_memory_goes_to_disk(monkeypatch):
 
 
 def test_a_model_trained_through_the_disk_is_the_same_and_leaves_no_file(
-    monkeypatch, tmp_path
+    monkeypatch, tmp_path, right_down_fields
 ):
-    from actionlrp import synthetic
-    from actionlrp.codec import read_motion_field
     from actionlrp.descriptors import describe
-    from actionlrp.synthetic import SyntheticObject
 
-    desc, labels = [], []
-    for i in range(6):
-        label = ("right", "down")[i % 2]
-        velocity = (2.0, 0.0) if label == "right" else (0.0, 2.0)
-        obj = SyntheticObject("translate", size=40, velocity=velocity, centre=(50.0 + 4 * i, 40.0))
-        clip = synthetic.make_clip(
-            tmp_path / f"{label}_{i}.mp4", [obj], width=128, height=96, n_frames=30, seed=i
-        )
-        desc.append(describe(read_motion_field(clip.path)))
-        labels.append(label)
+    fields, labels = right_down_fields
+    desc = [describe(f) for f in fields]
     small = dict(n_components=2, pca_dims=None, max_samples=5000, n_jobs=1, progress=False)
     expected = model.ActionModel(**small).fit_descriptors(desc, labels)
     spill = tmp_path / "spill"

@@ -7,15 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from actionlrp import synthetic
-from actionlrp.codec import read_motion_field
 from actionlrp.descriptors import LocalDescriptors, describe
 from actionlrp.fisher import FisherEncoder
 from actionlrp.fisher_lrp import _roots, bin_relevance, descriptor_relevance
 from actionlrp.model import ActionModel
 from actionlrp.pyramid import KL_GRIDS, Pyramid
 from actionlrp.relevance import explain
-from actionlrp.synthetic import SyntheticObject
 
 DIMS = {"hof": 7, "mbhx": 5}
 
@@ -173,18 +170,8 @@ def test_the_root_fisher_vector_is_that_of_the_clip_at_its_references(encoders):
 
 
 @pytest.fixture(scope="module")
-def pyramid_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pyramid")
-    fields, labels = [], []
-    for i in range(6):
-        label = ("right", "down")[i % 2]
-        velocity = (2.0, 0.0) if label == "right" else (0.0, 2.0)
-        obj = SyntheticObject("translate", size=40, velocity=velocity, centre=(50.0 + 4 * i, 40.0))
-        clip = synthetic.make_clip(
-            folder / f"{label}_{i}.mp4", [obj], width=128, height=96, n_frames=40, seed=i
-        )
-        fields.append(read_motion_field(clip.path))
-        labels.append(label)
+def pyramid_model(right_down_fields):
+    fields, labels = right_down_fields
     model = ActionModel(
         n_components=2, pca_dims=None, pyramid=True, max_samples=5000, n_jobs=1, progress=False
     )

@@ -392,3 +392,13 @@ def test_em_stopping_at_max_iter_is_recorded_not_warned_raw(clips):
     note = unconverged_note([f for f, ok in encoder.converged_.items() if not ok], 1)
     assert note.startswith("note: the GMM of hof, mbhx, mbhy stopped at max_iter = 1")
     assert unconverged_note([], 100) is None
+
+
+def test_a_feature_type_the_encoder_leaves_out_is_said(clips):
+    extra = [
+        LocalDescriptors({**c.features, "hog": np.ones((len(c), 3), np.float32)}, c.boxes)
+        for c in clips
+    ]
+    assert tuple(DIMS) == FEATURE_TYPES
+    with pytest.warns(UserWarning, match=r"also have \['hog'\].*leaves out"):
+        FisherEncoder(n_components=K, max_iter=5).fit(extra)

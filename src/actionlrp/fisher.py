@@ -28,6 +28,7 @@ float64 round-off, which is what the ε-rule's conservation needs.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -395,6 +396,13 @@ class FisherEncoder(BaseEstimator):
             n = _n_descriptors(desc, types, dims, allow_empty=True)
             if dims is None and n > 0:
                 dims = {f: desc.features[f].shape[1] for f in types}
+                left_out = sorted(set(desc.features) - set(types))
+                if left_out and types == FEATURE_TYPES:  # the default, not a chosen subset
+                    warnings.warn(
+                        f"descriptors also have {left_out}, which the default feature_types "
+                        f"{types} leaves out of the Fisher vector; list every type to encode it",
+                        stacklevel=3,
+                    )
             n_clips += 1
             n_total += n
             key = rng.random(n)

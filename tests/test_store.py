@@ -333,6 +333,22 @@ def test_extract_with_hog_writes_a_fourth_feature_type_that_train_reads(data, tm
     capsys.readouterr()
 
 
+def test_train_with_the_pyramid_and_explain_its_cells(data, local_store, tmp_path, capsys):
+    model = tmp_path / "pyramid.npz"
+    options = ["--k", "4", "--pca", "8", "--pyramid"]
+    assert cli.main(["train", str(local_store), "--out", str(model), *options]) == 1
+    loaded = ActionModel.load(model)
+    assert loaded.pyramid and loaded.encoder_.n_channels_ == 24
+    clip = [p for p in clips_of(data) if p.name != "broken.mp4"][0]
+    capsys.readouterr()
+    out = tmp_path / "explained"
+    assert cli.main(["explain", str(clip), "--model", str(model), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["pyramid_relevance"]) == 24
+    assert sum(summary["pyramid_relevance"].values()) == pytest.approx(summary["score"])
+    assert "pyramid cell 2x2x1 (0,0,0)" in (out / "report.html").read_text()
+
+
 def test_a_model_file_that_cannot_be_written_is_one_line_naming_it(
     data, local_store, tmp_path, monkeypatch, capsys
 ):

@@ -79,3 +79,19 @@ def test_a_model_trained_through_the_disk_is_the_same_and_leaves_no_file(
     assert made and made[0].parent == spill
     assert not any(spill.iterdir())
     np.testing.assert_array_equal(got.classifier_.coef_, expected.classifier_.coef_)
+
+
+def test_no_room_for_the_file_is_one_line_naming_it_and_leaves_nothing(monkeypatch, tmp_path):
+    import errno
+    import os
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError) as caught:
+        DiskMatrix((1000, 1000), tmp_path)
+    message = caught.value.strerror
+    assert message.startswith(str(tmp_path)) and "no room for the Fisher vectors" in message
+    assert "\n" not in message and "No space left on device" in message
+    assert not any(tmp_path.iterdir())

@@ -5,10 +5,11 @@ to the K components of a diagonal GMM, and summarised by the gradient statistics
 
     Ψ^μ_ki = Σ_l γ_lk u_lki / (N √π_k),    Ψ^σ_ki = Σ_l γ_lk (u_lki² − 1) / (N √(2π_k)),
 
-with ``u_lki = (x_li − μ_ki) / σ_ki``. Ψ = [Ψ_HOF, Ψ_MBHx, Ψ_MBHy]; each type's block is
-``[Ψ^μ (K·d, k-major), Ψ^σ (K·d, k-major)]``. Φ = sign(Ψ)|Ψ|^½ / ‖sign(Ψ)|Ψ|^½‖₂.
-The summand of Ψ_d is descriptor l's contribution ``z_ld``, which the relevance step
-(`FisherEncoder.relevance`, maths in `actionlrp.fisher_lrp`) hands R(3) back by.
+with ``u_lki = (x_li − μ_ki) / σ_ki``. Ψ = [Ψ_HOF, Ψ_MBHx, Ψ_MBHy (, Ψ_HOG)]; each type's block
+is ``[Ψ^μ (K·d, k-major), Ψ^σ (K·d, k-major)]``, once per channel of a space-time pyramid
+(`actionlrp.pyramid`; channel c sums over its N_c cubes only, with N_c for N). Φ = sign(Ψ)|Ψ|^½ /
+‖sign(Ψ)|Ψ|^½‖₂. The summand of Ψ_d is descriptor l's contribution ``z_ld``, which the relevance
+step (`FisherEncoder.relevance`, maths in `actionlrp.fisher_lrp`) hands R(3) back by.
 
 Everything is a matrix product over blocks of descriptors; no N × D matrix is ever built and
 there is no loop over descriptors or components.

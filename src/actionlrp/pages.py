@@ -163,6 +163,44 @@ def _bar_cell(value: float, biggest: float, kind: str) -> str:
     )
 
 
+def _pyramid_grids(channels: dict[str, float]) -> str:
+    """Σ R(3) of each space-time pyramid cell as its grid drawn small, one per time slice
+    (red for, blue against, shaded by |value| over the largest); "" without a pyramid."""
+    if not channels:
+        return ""
+    biggest = max(abs(v) for v in channels.values()) or 1.0
+    grids: dict[str, dict[tuple[int, int, int], float]] = {}
+    for name, value in channels.items():
+        grid, _, cell = name.partition(" ")
+        grids.setdefault(grid, {})[tuple(int(i) for i in cell.strip("()").split(","))] = value
+    figures = []
+    for grid, cells in grids.items():
+        nx, ny, nt = (int(n) for n in grid.split("x"))
+        for t in range(nt):
+            rows = []
+            for y in range(ny):
+                tds = []
+                for x in range(nx):
+                    value = cells[x, y, t]
+                    colour = "192,57,43" if value >= 0 else "44,123,182"
+                    alpha = abs(value) / biggest
+                    tds.append(
+                        f'<td title="pyramid cell {grid} ({x},{y},{t})" '
+                        f'style="background:rgba({colour},{alpha:.2f})">{_signed(value)}</td>'
+                    )
+                rows.append(f"<tr>{''.join(tds)}</tr>")
+            when = f", time {t + 1} of {nt}" if nt > 1 else ""
+            figures.append(
+                f"<figure><table class='cells'>{''.join(rows)}</table>"
+                f"<figcaption>{grid.replace('x', '×')}{when}</figcaption></figure>"
+            )
+    return (
+        "<h2>Where in the space-time pyramid</h2><p class='hint'>Σ relevance of each cell's "
+        "channel of the Fisher vector; a cube feeds one cell of every grid.</p>"
+        f"<div class='pyramid'>{''.join(figures)}</div>"
+    )
+
+
 def _scores_table(explanation: Explanation) -> str:
     scores = sorted(explanation.scores.items(), key=lambda kv: -kv[1])
     biggest = max(abs(v) for _, v in scores) if scores else 1.0
@@ -436,6 +474,8 @@ figure{margin:0} figure img{display:block;width:100%;height:auto;border:1px soli
 .frames figure img{cursor:pointer}
 figcaption{font-size:.92em;color:#333;margin-top:4px}
 .details td:first-child{color:#555;white-space:nowrap}
+.pyramid{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
+.cells td{border:1px solid #ccc;font-size:.8em;text-align:center;min-width:3.2em;padding:6px 4px}
 @media (max-width:1100px){.top{grid-template-columns:1fr}.top .panel{order:-1}
   .features{grid-template-columns:1fr}}
 """
@@ -543,14 +583,7 @@ def write_report(
             f"{_bar_cell(v, biggest, 'pos' if v >= 0 else 'neg')}</tr>"
             for s, v in explanation.scale_relevance.items()
         )
-    channels = numbers["pyramid_relevance"]
-    if channels:
-        biggest = max(abs(v) for v in channels.values())
-        feature_rows += "".join(
-            f"<tr><td>pyramid cell {html.escape(name)}</td><td class='num'>{_signed(v)}</td>"
-            f"{_bar_cell(v, biggest, 'pos' if v >= 0 else 'neg')}</tr>"
-            for name, v in channels.items()
-        )
+    pyramid = _pyramid_grids(numbers["pyramid_relevance"])
     c = html.escape(explanation.class_name)
     if explanation.versus is None:
         red, blue = f"evidence for {c}", f"evidence against {c}"
@@ -612,6 +645,7 @@ in the video and the frames (they saturate at the 99.5th percentile of |R|).</p>
 <div class="features">{feature_figures}</div>
 <table class="scores" style="max-width:620px;margin-top:10px">
 <tr><th>feature type</th><th>Σ relevance</th><th></th></tr>{feature_rows}</table>
+{pyramid}
 <h2>Details</h2>
 <table class="details">
 <tr><td>explained score</td><td>{_number(numbers["score"])}</td></tr>

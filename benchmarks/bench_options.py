@@ -34,8 +34,8 @@ OPTIONS = {
     "hog": DescriptorParams(hog=True),
     "hog, plain RootSIFT": DescriptorParams(hog=True, hog_floor=0.0),
     "hog, floor 3": DescriptorParams(hog=True, hog_floor=3.0),
+    "hog + space-time pyramid": DescriptorParams(hog=True),
 }
-OPTIONS["hog + space-time pyramid"] = DescriptorParams(hog=True)
 #: Options of the Fisher encoder rather than of the descriptors.
 ENCODER_OPTIONS = {
     "space-time pyramid": {"pyramid": KL_GRIDS},

@@ -433,7 +433,11 @@ class FisherEncoder(BaseEstimator):
         self.dims_ = {f: self.means_[f].shape[1] for f in types}
         self._pyramid = Pyramid.of(self.pyramid)
         self.n_channels_ = 1 if self._pyramid is None else self._pyramid.n_channels
-        self._membership = None if self._pyramid is None else self._pyramid.membership()
+        # (n_atoms, C) float64: which atoms make up each channel; None for the whole clip
+        self._membership = (
+            None if self._pyramid is None else self._pyramid.membership().astype(np.float64)
+        )
+        self._n_atoms = 1 if self._membership is None else len(self._membership)
         self.blocks_, start = {}, 0
         for f in types:
             size = self.n_channels_ * 2 * self.n_components * self.dims_[f]
@@ -550,14 +554,13 @@ class FisherEncoder(BaseEstimator):
         """N_c, the descriptors in each channel, from the descriptors' `atoms`; shape (C,)."""
         if self._membership is None:
             return np.array([float(len(atoms))])
-        counts = np.bincount(atoms, minlength=len(self._membership))
-        return counts @ self._membership.astype(np.float64)
+        return np.bincount(atoms, minlength=self._n_atoms) @ self._membership
 
     def channel_sums(self, per_atom: np.ndarray) -> np.ndarray:
         """Statistics of each channel from those of each atom: (n_atoms, ...) → (C, ...)."""
         if self._membership is None:
             return per_atom
-        return np.tensordot(self._membership.T.astype(np.float64), per_atom, axes=1)
+        return np.tensordot(self._membership.T, per_atom, axes=1)
 
     def channel_totals(self, values: np.ndarray) -> dict[str, float]:
         """Σ of ``values`` (D,) over each pyramid channel's dimensions, all feature types
@@ -580,13 +583,12 @@ class FisherEncoder(BaseEstimator):
     ) -> np.ndarray:
         """Ψ of one feature type, shape (C·2·K·d,), float64."""
         d, k = self.dims_[f], self.n_components
-        n_atoms = 1 if self._membership is None else len(self._membership)
-        s0 = np.zeros((n_atoms, k))
-        s12 = np.zeros((n_atoms, k, 2 * d))
+        s0 = np.zeros((self._n_atoms, k))
+        s12 = np.zeros((self._n_atoms, k, 2 * d))
         start = 0
         with _workspace() as work:
             for gamma, stacked in self._chunks(desc, f, work, assignments):
-                for atom, rows in atom_groups(atoms[start : start + len(gamma)], n_atoms):
+                for atom, rows in atom_groups(atoms[start : start + len(gamma)], self._n_atoms):
                     g = gamma[rows]
                     s0[atom] += g.sum(axis=0)
                     # design §3: Σ_l γ_lk x_l = Γᵀ X and Σ_l γ_lk x_l² = Γᵀ (X∘X), in float64

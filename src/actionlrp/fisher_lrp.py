@@ -160,7 +160,7 @@ def _atom_terms(encoder: FisherEncoder, f: str, a: np.ndarray, atoms: np.ndarray
         terms[c] = np.concatenate(_relevance_terms(encoder, f, a_c, counts[c]), axis=1)
     if encoder.n_channels_ == 1:
         return terms
-    return np.tensordot(encoder._membership.astype(np.float64), terms, axes=1)
+    return np.tensordot(encoder._membership, terms, axes=1)
 
 
 def _times_terms(
@@ -399,8 +399,8 @@ def _roots(
     n, s_rows = len(atoms), len(reference)
     index = np.zeros(n, np.intp) if reference_index is None else reference_index
     index = atoms * s_rows + np.asarray(index, np.intp)
-    n_atoms = 1 if encoder._membership is None else len(encoder._membership)
-    uses = np.bincount(index, minlength=n_atoms * s_rows).reshape(n_atoms, s_rows)
+    uses = np.bincount(index, minlength=encoder._n_atoms * s_rows)
+    uses = uses.reshape(encoder._n_atoms, s_rows)
     uses = uses.astype(np.float64)
     counts = encoder.channel_counts(atoms)
     # Ψ⁰_c = Σ_{l in c} z⁰_l: the statistics of reference row s, as often as descriptors of the

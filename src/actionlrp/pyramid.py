@@ -14,6 +14,7 @@ way back gives each atom one coefficient vector, the sum over the channels that 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -56,7 +57,7 @@ class Pyramid:
             return spec
         return cls(tuple(tuple(g) for g in spec))
 
-    @property
+    @functools.cached_property
     def cuts(self) -> tuple[tuple[Fraction, ...], ...]:
         return tuple(
             tuple(sorted({Fraction(i, g[axis]) for g in self.grids for i in range(1, g[axis])}))

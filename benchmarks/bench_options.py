@@ -5,7 +5,11 @@
 defaults but for the option. Prints accuracy mean ± std over folds and the seconds spent per
 stage (GMM: sampling + PCA + EM; encode: Fisher vectors of the training and test clips; SVM).
 
-    python benchmarks/bench_options.py [--only NAME ...] [--sets SET ...]
+    python benchmarks/bench_options.py [--only NAME ...] [--sets SET ...] [--seeds N]
+
+With ``--seeds N`` each option is run N times (seed s: the encoder's sampling, PCA and GMM
+seed, and fight-dev's draw of its group folds) and the accuracy is the mean over the runs, its
+± the mean of the runs' fold stds; ``runs`` lists each run's accuracy.
 """
 
 from __future__ import annotations
@@ -43,8 +47,10 @@ ENCODER_OPTIONS = {
 }
 
 
-def run(name: str, params: DescriptorParams, encoder_options: dict | None = None) -> dict:
-    splits, descriptors, extraction_seconds = splits_with_descriptors(name, params)
+def run(
+    name: str, params: DescriptorParams, encoder_options: dict | None = None, seed: int = 0
+) -> dict:
+    splits, descriptors, extraction_seconds = splits_with_descriptors(name, params, seed=seed)
     defaults = ActionModel()
     seconds = {"gmm": 0.0, "encode": 0.0, "svm": 0.0}
     accuracy = []
@@ -54,6 +60,7 @@ def run(name: str, params: DescriptorParams, encoder_options: dict | None = None
             n_components=defaults.n_components,
             pca_dims=defaults.pca_dims,
             max_samples=defaults.max_samples,
+            random_state=seed,
             **(encoder_options or {}),
             feature_types=tuple(params.dims()),
         ).fit(descriptors[c.path] for c in split.train)
@@ -79,16 +86,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(OPTIONS), default=list(OPTIONS))
     parser.add_argument("--sets", nargs="+", default=list(FOLDS))
+    parser.add_argument("--seeds", type=int, default=1)
     args = parser.parse_args()
     report = {}
     for option in args.only:
         for name in args.sets:
-            r = report.setdefault(option, {})[name] = run(
-                name, OPTIONS[option], ENCODER_OPTIONS.get(option)
-            )
+            runs = [
+                run(name, OPTIONS[option], ENCODER_OPTIONS.get(option), seed)
+                for seed in range(args.seeds)
+            ]
+            r = report.setdefault(option, {})[name] = {
+                "accuracy": round(float(np.mean([x["accuracy"] for x in runs])), 3),
+                "accuracy_std": round(float(np.mean([x["accuracy_std"] for x in runs])), 3),
+                "runs": [x["accuracy"] for x in runs],
+                "extraction_seconds": runs[0]["extraction_seconds"],
+                "seconds": {
+                    k: round(sum(x["seconds"][k] for x in runs), 1) for k in runs[0]["seconds"]
+                },
+            }
             print(
                 f"{option:<34} {name:<20} {r['accuracy']:.3f} ± {r['accuracy_std']:.3f}  "
-                f"extraction {r['extraction_seconds']} s  {r['seconds']}",
+                f"runs {r['runs']}  extraction {r['extraction_seconds']} s  {r['seconds']}",
                 flush=True,
             )
     print(json.dumps(report))

@@ -58,17 +58,18 @@ def folds(name: str, only: int | None = None) -> Iterator[tuple[int, ActionModel
 
 
 def splits_with_descriptors(
-    name: str, params: DescriptorParams | None = None
+    name: str, params: DescriptorParams | None = None, seed: int = 0
 ) -> tuple[list[Split], dict[Path, LocalDescriptors], float]:
-    """Dataset ``name``'s group folds (ut-interaction-set1: leave one sequence out), every clip's
-    descriptors at ``params`` (cached in ``out/folds/cache``) and the extraction's seconds."""
+    """Dataset ``name``'s group folds (ut-interaction-set1: leave one sequence out; fight-dev:
+    group 5-fold drawn with ``seed``), every clip's descriptors at ``params`` (cached in
+    ``out/folds/cache``) and the extraction's seconds."""
     root = SHARED / name
     clips = folder_dataset(root)
     groups = read_groups(root / "groups.csv")
     if name == "ut-interaction-set1":
         splits = leave_one_group_out(clips, groups)
     else:
-        splits = group_kfold(clips, FOLDS[name], groups, seed=0)
+        splits = group_kfold(clips, FOLDS[name], groups, seed=seed)
     result = extract_descriptors(
         [c.path for c in clips],
         motion="mv",

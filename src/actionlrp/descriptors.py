@@ -6,9 +6,11 @@ A cube is ``cube_px × cube_px`` pixels × 3 time cells of ``cell_frames`` frame
 2 × 2 spatial × 3 temporal cells. Cubes start every ``stride_px`` pixels and every
 ``cell_frames`` frames, so they overlap. Every cube lies wholly inside the video.
 
-Histograms are accumulated per time cell and grid cell, summed into spatial cells by shifted
-adds and gathered into cubes, by compiled kernels (numba) that make one pass over the vectors
-and one over the output, with no per-cube or per-vector Python loop.
+Histograms are accumulated per time cell and grid cell (`actionlrp._cell_histograms`), summed
+into spatial cells by shifted adds and gathered into cubes (`actionlrp._cubes`), by compiled
+kernels (numba) that make one pass over the vectors and one over the output, with no per-cube
+or per-vector Python loop. This module holds the stage's parameters and output, and runs those
+steps over a clip, in pieces.
 """
 
 from __future__ import annotations
@@ -20,20 +22,26 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
+from actionlrp._cell_histograms import _BINS, _BLOCK_VOXELS, N_ORIENTATIONS, _histograms_into
+from actionlrp._cell_histograms import cell_histograms as cell_histograms
+from actionlrp._cell_histograms import orientation_bins as orientation_bins
+from actionlrp._cubes import (
+    _SPATIAL_CELLS,
+    _TIME_CELLS,
+    _cube_boxes,
+    _cube_grid,
+    _CubeGrid,
+    _cubes_into,
+)
 from actionlrp._scratch import _in_pieces, _Workspace, _workspace
 from actionlrp.hog import HOG_BINS, time_cell_sums
 from actionlrp.video import MotionField
 
 FEATURE_TYPES = ("hof", "mbhx", "mbhy")  # the motion features, always described
 ALL_FEATURE_TYPES = (*FEATURE_TYPES, "hog")  # and HOG, the appearance, with `DescriptorParams.hog`
-N_ORIENTATIONS = 8
-_SPATIAL_CELLS = 2
-_TIME_CELLS = 3
 
 
 @dataclass(frozen=True)
@@ -184,208 +192,8 @@ def _check(field_: MotionField, params: DescriptorParams) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Histograms per time cell and grid cell
-
-
-def orientation_bins(dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Soft assignment of vectors to 8 orientations of 45°, split linearly between two bins.
-
-    Angles are measured from +x towards +y (image coordinates: y points down); bin ``b`` is
-    centred on ``45°·b``, so pure rightward motion falls in bin 0 and downward motion in bin 2.
-
-    Parameters
-    ----------
-    dx, dy : ndarray, shape (...)
-        Vector components.
-
-    Returns
-    -------
-    lower, upper : ndarray of int, shape (n,)
-        The two nearest bins of each vector, flattened.
-    w_lower, w_upper : ndarray of float32, shape (n,)
-        The vector's magnitude shared between them (they add up to the magnitude).
-    """
-    dx = np.ascontiguousarray(dx, np.float32).ravel()
-    dy = np.ascontiguousarray(dy, np.float32).ravel()
-    magnitude = dx * dx  # not np.hypot (7× slower) nor cv2.magnitude (rounds by memory layout)
-    magnitude += dy * dy
-    np.sqrt(magnitude, out=magnitude)
-    position = np.arctan2(dy, dx)
-    position *= np.float32(N_ORIENTATIONS / (2 * np.pi))  # in [−4, 4]
-    position[position < 0] += N_ORIENTATIONS
-    base = np.floor(position)
-    frac = position - base  # float32 throughout
-    lower = base.astype(np.intp)
-    lower &= N_ORIENTATIONS - 1  # position may round up to 8.0
-    upper = lower + 1
-    upper &= N_ORIENTATIONS - 1
-    w_upper = magnitude * frac
-    return lower, upper, magnitude - w_upper, w_upper
-
-
-def cell_histograms(
-    flow: np.ndarray, cell_frames: int, cell_px: int, still_threshold: float
-) -> dict[str, np.ndarray]:
-    """HOF, MBHx and MBHy histograms summed over ``cell_frames`` frames per grid cell.
-
-    HOF: 8 orientations weighted by flow magnitude, plus a no-motion bin for vectors under
-    ``still_threshold`` px per frame; each still vector adds ``still_threshold`` there, the
-    weight of a vector at the threshold, so the nine bins share one unit. MBHx / MBHy: the
-    same 8 orientations of the spatial gradient of the x / y flow (px per frame per px),
-    weighted by its magnitude. Each magnitude is split between its two nearest orientations
-    as in `orientation_bins`; the sums are taken in float64, frame by frame.
-
-    Parameters
-    ----------
-    flow : ndarray, shape (T, gh, gw, 2), float32
-        Forward flow in px per frame; frames after the last whole ``cell_frames`` are ignored.
-    cell_frames : int
-    cell_px : int
-        Grid cell size in pixels.
-    still_threshold : float
-
-    Returns
-    -------
-    dict of ndarray: ``hof`` (T // cell_frames, gh, gw, 9), ``mbhx`` and ``mbhy``
-    (T // cell_frames, gh, gw, 8), float32.
-    """
-    t, gh, gw, _ = flow.shape
-    n_tc = t // cell_frames
-    out = {name: np.empty((n_tc, gh, gw, bins), np.float32) for name, bins in _BINS.items()}
-    with _workspace() as work:
-        flow = flow[: n_tc * cell_frames]
-        _histograms_into(flow, cell_frames, cell_px, still_threshold, out, work)
-    return out
-
-
-_BINS = {"hof": N_ORIENTATIONS + 1, "mbhx": N_ORIENTATIONS, "mbhy": N_ORIENTATIONS}
-_BLOCK_VOXELS = 1 << 16  # voxels handled at once: the scratch arrays stay in the CPU's cache
-
-
-def _histograms_into(
-    flow: np.ndarray,
-    cell_frames: int,
-    cell_px: int,
-    still_threshold: float,
-    out: dict[str, np.ndarray],
-    work: _Workspace,
-) -> None:
-    """`cell_histograms` of ``flow`` (n · cell_frames, gh, gw, 2) into ``out`` (n, gh, gw, B)."""
-    t, gh, gw, _ = flow.shape
-    cells = gh * gw
-    n_tc = t // cell_frames
-    step = max(1, _BLOCK_VOXELS // (cell_frames * cells))  # time cells per block
-    frames = min(step, n_tc) * cell_frames
-    planes = work.array("planes", (2, frames, cells))  # the flow components, contiguous
-    angle = work.array("angle", (frames, cells))
-    for k0 in range(0, n_tc, step):
-        k1 = min(n_tc, k0 + step)
-        m = (k1 - k0) * cell_frames
-        dx, dy, a = planes[0, :m], planes[1, :m], angle[:m]
-        block = flow[k0 * cell_frames : k1 * cell_frames].reshape(m, cells, 2)
-        dx[...], dy[...] = block[..., 0], block[..., 1]
-        hist = {name: h[k0:k1].reshape(k1 - k0, cells, -1) for name, h in out.items()}
-        np.arctan2(dy, dx, out=a)
-        _orientation_histograms(dx, dy, a, cell_frames, True, still_threshold, hist["hof"])
-        gx, gy = work.array("gx", (m, gh, gw)), work.array("gy", (m, gh, gw))
-        for component, name in ((dx, "mbhx"), (dy, "mbhy")):
-            _spatial_gradient(component.reshape(m, gh, gw), cell_px, gx, gy)
-            gx2, gy2 = gx.reshape(m, cells), gy.reshape(m, cells)
-            np.arctan2(gy2, gx2, out=a)
-            _orientation_histograms(gx2, gy2, a, cell_frames, False, 0.0, hist[name])
-
-
-@njit(
-    "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], int64, boolean, float64, "
-    "float32[:, :, ::1])",
-    cache=True,
-    nogil=True,
-)
-def _orientation_histograms(dx, dy, angle, cell_frames, hof, still_threshold, out):
-    """Per time cell and grid cell, Σ of the magnitudes split between the two nearest bins.
-
-    ``dx, dy, angle`` (n, cells) float32 with ``angle = arctan2(dy, dx)``; ``out`` (n //
-    cell_frames, cells, B) float32. With ``hof``, vectors under ``still_threshold`` count in
-    bin 8 instead. The arithmetic is that of `orientation_bins`; the lower and the upper
-    shares are summed apart, in float64 and in frame order, then added.
-    """
-    cells = out.shape[1]
-    to_bins = np.float32(N_ORIENTATIONS / (2 * np.pi))
-    full_turn = np.float32(N_ORIENTATIONS)
-    zero = np.float32(0.0)
-    threshold = np.float32(still_threshold)
-    threshold_sq = threshold * threshold
-    sums = np.zeros((cells, N_ORIENTATIONS, 2), np.float64)  # lower share of bin b, upper of b + 1
-    n_still = np.zeros(cells, np.int64)
-    lower = np.empty(cells, np.int32)
-    shares = np.empty((cells, 2), np.float32)
-    still = np.empty(cells, np.int64)
-    for tc in range(out.shape[0]):
-        for f in range(tc * cell_frames, (tc + 1) * cell_frames):
-            x, y, a = dx[f], dy[f], angle[f]
-            for c in range(cells):  # no branch: the compiler vectorises this loop
-                magnitude_sq = x[c] * x[c] + y[c] * y[c]
-                is_still = hof and magnitude_sq < threshold_sq
-                magnitude = zero if is_still else np.sqrt(magnitude_sq)
-                position = a[c] * to_bins
-                position = position + full_turn if position < zero else position
-                base = np.floor(position)
-                lower[c] = np.int32(base) & (N_ORIENTATIONS - 1)  # it may round up to 8.0
-                w_upper = magnitude * (position - base)
-                shares[c, 0] = magnitude - w_upper
-                shares[c, 1] = w_upper
-                still[c] = 1 if is_still else 0
-            for c in range(cells):
-                sums[c, lower[c], 0] += shares[c, 0]
-                sums[c, lower[c], 1] += shares[c, 1]
-                n_still[c] += still[c]
-        for c in range(cells):
-            s = sums[c]
-            for b in range(N_ORIENTATIONS):
-                out[tc, c, b] = s[b, 0] + s[(b - 1) & (N_ORIENTATIONS - 1), 1]
-            if hof:
-                out[tc, c, N_ORIENTATIONS] = n_still[c] * np.float64(threshold)
-            s[:] = 0.0
-            n_still[c] = 0
-
-
-@njit(
-    "void(float32[:, :, ::1], int64, float32[:, :, ::1], float32[:, :, ::1])",
-    cache=True,
-    nogil=True,
-)
-def _spatial_gradient(component, cell_px, gx, gy):
-    """``np.gradient`` of ``component`` (n, gh, gw) along x and y, divided by ``cell_px``.
-
-    Central differences inside, one-sided at the edges, into ``gx`` and ``gy`` (n, gh, gw);
-    both zero when the grid is a single row or column.
-    """
-    n, gh, gw = component.shape
-    if gh < 2 or gw < 2:
-        gx[:] = 0.0
-        gy[:] = 0.0
-        return
-    two = np.float32(2.0)
-    scale = np.float32(cell_px)
-    for f in range(n):
-        g, x, y = component[f], gx[f], gy[f]
-        for r in range(gh):
-            x[r, 0] = (g[r, 1] - g[r, 0]) / scale
-            for c in range(1, gw - 1):
-                x[r, c] = ((g[r, c + 1] - g[r, c - 1]) / two) / scale
-            x[r, gw - 1] = (g[r, gw - 1] - g[r, gw - 2]) / scale
-        for c in range(gw):
-            y[0, c] = (g[1, c] - g[0, c]) / scale
-            y[gh - 1, c] = (g[gh - 1, c] - g[gh - 2, c]) / scale
-        for r in range(1, gh - 1):
-            for c in range(gw):
-                y[r, c] = ((g[r + 1, c] - g[r - 1, c]) / two) / scale
-
-
-# --------------------------------------------------------------------------------------------
 # Forward step: MotionField → LocalDescriptors
 
-_NORMALIZATIONS = {"none": 0, "root": 1, "l2": 2}
 _MIN_PIECE = 8  # cube start times per thread in `describe`: fewer are not worth a thread
 
 
@@ -583,182 +391,6 @@ def _upscale_boxes(desc: LocalDescriptors, factor: int) -> LocalDescriptors:
     boxes = desc.boxes.copy()
     boxes[:, 2:] *= factor
     return LocalDescriptors(desc.features, boxes)
-
-
-class _CubeGrid(NamedTuple):
-    """Where the cubes of one size lie, in grid cells of the motion field."""
-
-    cs: int  # side of a spatial cell
-    ss: int  # stride
-    ny: int  # cubes per column
-    nx: int  # cubes per row
-    cell: int  # px per grid cell
-
-
-def _cube_grid(field_: MotionField, params: DescriptorParams, cube_px: int) -> _CubeGrid:
-    c = field_.cell
-    cs = cube_px // _SPATIAL_CELLS // c
-    ss = params.strides()[params.cube_px.index(cube_px)] // c
-    rows, cols = field_.height // c, field_.width // c  # grid cells wholly inside the frame
-    ny = (rows - _SPATIAL_CELLS * cs) // ss + 1 if rows >= _SPATIAL_CELLS * cs else 0
-    nx = (cols - _SPATIAL_CELLS * cs) // ss + 1 if cols >= _SPATIAL_CELLS * cs else 0
-    return _CubeGrid(cs, ss, ny, nx, c)
-
-
-def _cube_boxes(
-    grid: _CubeGrid, params: DescriptorParams, cube_px: int, nt: int, t_offset: int
-) -> np.ndarray:
-    """(nt · ny · nx, 6) int32 boxes of the cubes starting at ``t_offset`` + 0, cf, 2·cf …"""
-    cf, step = params.cell_frames, grid.ss * grid.cell
-    t0 = (t_offset + np.arange(nt) * cf)[:, None, None]
-    y0 = (np.arange(grid.ny) * step)[None, :, None]
-    x0 = (np.arange(grid.nx) * step)[None, None, :]
-    boxes = np.empty((nt, grid.ny, grid.nx, 6), np.int32)
-    for k, value in enumerate((t0, t0 + _TIME_CELLS * cf, y0, y0 + cube_px, x0, x0 + cube_px)):
-        boxes[..., k] = value
-    return boxes.reshape(-1, 6)
-
-
-def _cubes_into(
-    hist: np.ndarray,
-    grid: _CubeGrid,
-    normalization: str,
-    out: np.ndarray,
-    work: _Workspace,
-    floor: float = 0.0,
-    parts: int = 1,
-) -> None:
-    """The normalised descriptors of every cube whose time cells ``hist`` (n, gh, gw, B) holds,
-    into the rows of ``out`` ((n − 2) · ny · nx, 12 · B), by time, then row, then column; each
-    of a row's ``parts`` equal segments (1: the whole cube, 3: each time slice) on its own.
-
-    design §2: every cube from spatial cell sums, gathered in one pass.
-    """
-    n, gh, gw, n_bins = hist.shape
-    cells = work.array(f"cells_{n_bins}", (n, gh - grid.cs + 1, gw - grid.cs + 1, n_bins))
-    _spatial_sums_into(hist, grid.cs, cells, work)
-    nt = n - _TIME_CELLS + 1
-    code = _NORMALIZATIONS[normalization]
-    _gather_cubes(
-        cells, nt, grid.ny, grid.nx, grid.cs, grid.ss, code, np.float32(floor / parts), parts, out
-    )
-
-
-def _spatial_sums_into(h: np.ndarray, cs: int, out: np.ndarray, work: _Workspace) -> None:
-    """Sums of ``h`` (n, gh, gw, B) over ``cs × cs`` grid cells at every position, into ``out``
-    (n, gh − cs + 1, gw − cs + 1, B): rows first, then columns."""
-    n, gh, gw, n_bins = h.shape
-    if cs == 1:
-        out[...] = h
-        return
-    rows = work.array(f"rows_{n_bins}", (n, gh - cs + 1, gw, n_bins))
-    np.add(h[:, : gh - cs + 1], h[:, 1 : gh - cs + 2], out=rows)
-    for dy in range(2, cs):
-        np.add(rows, h[:, dy : gh - cs + 1 + dy], out=rows)
-    np.add(rows[:, :, : gw - cs + 1], rows[:, :, 1 : gw - cs + 2], out=out)
-    for dx in range(2, cs):
-        np.add(out, rows[:, :, dx : gw - cs + 1 + dx], out=out)
-
-
-@njit(inline="always")
-def _numpy_sum(x, n, squares):
-    """Σ x (or Σ x²) in float32 in numpy's order for a contiguous row of n ≤ 128 (eight partial
-    sums, then the rest), so that the kernel normalises exactly as ``x.sum(axis=1)`` would."""
-    total = np.float32(0.0)
-    if n < 8:
-        for i in range(n):
-            total += x[i] * x[i] if squares else x[i]
-        return np.float32(0.0) + total
-    if squares:
-        r0, r1, r2, r3 = x[0] * x[0], x[1] * x[1], x[2] * x[2], x[3] * x[3]
-        r4, r5, r6, r7 = x[4] * x[4], x[5] * x[5], x[6] * x[6], x[7] * x[7]
-    else:
-        r0, r1, r2, r3, r4, r5, r6, r7 = x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]
-    i = 8
-    while i < n - n % 8:
-        if squares:
-            r0 += x[i] * x[i]
-            r1 += x[i + 1] * x[i + 1]
-            r2 += x[i + 2] * x[i + 2]
-            r3 += x[i + 3] * x[i + 3]
-            r4 += x[i + 4] * x[i + 4]
-            r5 += x[i + 5] * x[i + 5]
-            r6 += x[i + 6] * x[i + 6]
-            r7 += x[i + 7] * x[i + 7]
-        else:
-            r0 += x[i]
-            r1 += x[i + 1]
-            r2 += x[i + 2]
-            r3 += x[i + 3]
-            r4 += x[i + 4]
-            r5 += x[i + 5]
-            r6 += x[i + 6]
-            r7 += x[i + 7]
-        i += 8
-    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        total += x[i] * x[i] if squares else x[i]
-        i += 1
-    return np.float32(0.0) + total
-
-
-@njit(inline="always")
-def _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, parts, out, n_bins):
-    size = out.shape[1] // parts
-    tiny = np.float32(1e-12)
-    least = max(floor, tiny)
-    n = 0
-    for t in range(nt):
-        for y in range(ny):
-            for x in range(nx):
-                row = out[n]
-                o = 0
-                for k in range(_TIME_CELLS):
-                    for i in range(_SPATIAL_CELLS):
-                        for j in range(_SPATIAL_CELLS):
-                            src = cells[t + k, y * ss + i * cs, x * ss + j * cs]
-                            for b in range(n_bins):
-                                row[o + b] = src[b]
-                            o += n_bins
-                for p in range(parts if normalization else 0):
-                    part = row[p * size : (p + 1) * size]
-                    if normalization == 1:  # RootSIFT: L1 (histograms are ≥ 0: the sum), then √
-                        total = _numpy_sum(part, size, False)
-                        if total < least:
-                            total = least
-                        for q in range(size):
-                            part[q] = np.sqrt(part[q] / total)
-                    else:
-                        norm = np.sqrt(_numpy_sum(part, size, True))
-                        if norm < tiny:
-                            norm = tiny
-                        for q in range(size):
-                            part[q] = part[q] / norm
-                n += 1
-
-
-@njit(
-    "void(float32[:, :, :, ::1], int64, int64, int64, int64, int64, int64, float32, int64, "
-    "float32[:, ::1])",
-    cache=True,
-    nogil=True,
-)
-def _gather_cubes(cells, nt, ny, nx, cs, ss, normalization, floor, parts, out):
-    """Rows of ``out`` (nt · ny · nx, 12 · B): the (time, row, column) cells of each cube,
-    normalised (0 none, 1 root with L1 mass at least ``floor``, 2 l2), each of ``parts`` equal
-    segments on its own. ``cells`` (nt + 2, gh′, gw′, B): spatial cell sums."""
-    n_bins = cells.shape[3]
-    # A constant bin count lets the compiler unroll the copies.
-    if n_bins == N_ORIENTATIONS + 1:
-        _gather_cubes_of(
-            cells, nt, ny, nx, cs, ss, normalization, floor, parts, out, N_ORIENTATIONS + 1
-        )
-    elif n_bins == N_ORIENTATIONS:
-        _gather_cubes_of(
-            cells, nt, ny, nx, cs, ss, normalization, floor, parts, out, N_ORIENTATIONS
-        )
-    else:
-        _gather_cubes_of(cells, nt, ny, nx, cs, ss, normalization, floor, parts, out, n_bins)
 
 
 def save_descriptors(desc: LocalDescriptors, path: str | os.PathLike) -> Path:

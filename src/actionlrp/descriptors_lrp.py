@@ -19,15 +19,14 @@ import numpy as np
 from numba import njit
 
 from actionlrp._bins import _bin_shares
+from actionlrp._cell_histograms import _spatial_gradient
+from actionlrp._cubes import _SPATIAL_CELLS, _TIME_CELLS
 from actionlrp._scratch import _in_pieces, _workspace
 from actionlrp.descriptors import (
-    _SPATIAL_CELLS,
-    _TIME_CELLS,
     ALL_FEATURE_TYPES,
     N_ORIENTATIONS,
     DescriptorParams,
     LocalDescriptors,
-    _spatial_gradient,
     describe,
     downscale,
     scale_factor,

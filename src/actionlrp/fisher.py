@@ -9,7 +9,9 @@ with ``u_lki = (x_li − μ_ki) / σ_ki``. Ψ = [Ψ_HOF, Ψ_MBHx, Ψ_MBHy (, Ψ_
 is ``[Ψ^μ (K·d, k-major), Ψ^σ (K·d, k-major)]``, once per channel of a space-time pyramid
 (`actionlrp.pyramid`; channel c sums over its N_c cubes only, with N_c for N). Φ = sign(Ψ)|Ψ|^½ /
 ‖sign(Ψ)|Ψ|^½‖₂. The summand of Ψ_d is descriptor l's contribution ``z_ld``, which the relevance
-step (`FisherEncoder.relevance`, maths in `actionlrp.fisher_lrp`) hands R(3) back by.
+step (`FisherEncoder.relevance`, maths in `actionlrp.fisher_lrp`) hands R(3) back by. The PCA and
+the GMM are fitted on a sample of training descriptors by `FisherEncoder.fit` (in
+`actionlrp.fisher_fit`, which also rebuilds a saved encoder).
 
 Everything is a matrix product over blocks of descriptors; no N × D matrix is ever built and
 there is no loop over descriptors or components.
@@ -29,21 +31,17 @@ float64 round-off, which is what the ε-rule's conservation needs.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
 
 from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.descriptors import FEATURE_TYPES, LocalDescriptors
 from actionlrp.errors import EmptyClipError
-from actionlrp.gmm import DiagonalGMM
-from actionlrp.pyramid import Pyramid
 
 if TYPE_CHECKING:
     from actionlrp.relevance import Forward
@@ -222,39 +220,9 @@ class FisherEncoder(BaseEstimator):
         -------
         self
         """
-        types = self._check_params()
-        samples = self._sample(descriptors, types)
-        self.input_dims_ = {f: samples[f].shape[1] for f in types}
-        self.pca_mean_, self.pca_components_ = {}, {}
-        self.weights_, self.means_, self.sigmas_ = {}, {}, {}
-        self.converged_ = {}
-        for f in types:
-            x = samples[f].astype(np.float64)
-            dims = self._pca_dims_of(f)
-            if dims is not None:
-                if not isinstance(dims, int | np.integer) or not 1 <= dims <= min(x.shape):
-                    raise ValueError(
-                        f"pca_dims for {f!r} must be between 1 and min(n_samples, "
-                        f"{x.shape[1]}) = {min(x.shape)}, got {dims}"
-                    )
-                pca = PCA(n_components=dims, whiten=False, random_state=self.random_state)
-                x = pca.fit_transform(x)
-                self.pca_mean_[f] = pca.mean_.astype(np.float64)
-                self.pca_components_[f] = pca.components_.astype(np.float64)
-            gmm = DiagonalGMM(
-                n_components=self.n_components,
-                reg_covar=self.reg_covar,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                random_state=self.random_state,
-            ).fit(x)
-            self.converged_[f] = bool(gmm.converged_)
-            weights = gmm.weights_.astype(np.float64)
-            self.weights_[f] = weights / weights.sum()
-            self.means_[f] = gmm.means_.astype(np.float64)
-            self.sigmas_[f] = np.sqrt(gmm.covariances_.astype(np.float64))
-        self._finish_state(types)
-        return self
+        from actionlrp import fisher_fit
+
+        return fisher_fit.fit(self, descriptors)
 
     def get_state(self) -> dict[str, np.ndarray]:
         """The learned arrays under flat names, for an npz file (no pickle).
@@ -293,183 +261,9 @@ class FisherEncoder(BaseEstimator):
             A state array is missing, or shapes disagree with each other or with ``params``
             (``n_components``, ``pca_dims``).
         """
-        params = dict(params)
-        if isinstance(params.get("feature_types"), list):
-            params["feature_types"] = tuple(params["feature_types"])
-        if params.get("pyramid") is not None:
-            params["pyramid"] = tuple(tuple(g) for g in params["pyramid"])
-        encoder = cls(**params)
-        types = encoder._check_params()
-        encoder.pca_mean_, encoder.pca_components_ = {}, {}
-        encoder.weights_, encoder.means_, encoder.sigmas_ = {}, {}, {}
-        encoder.input_dims_ = {}
-        for f in types:
-            try:
-                weights = np.asarray(state[f"{f}/weights"], np.float64)
-                means = np.asarray(state[f"{f}/means"], np.float64)
-                sigmas = np.asarray(state[f"{f}/sigmas"], np.float64)
-            except KeyError as missing:
-                raise ValueError(f"state: missing array {missing.args[0]!r}") from None
-            k = encoder.n_components
-            if weights.shape != (k,) or means.ndim != 2 or means.shape[0] != k:
-                raise ValueError(
-                    f"state: {f!r} weights / means have shapes {weights.shape} / {means.shape}, "
-                    f"expected ({k},) / ({k}, d) for n_components={k}"
-                )
-            if sigmas.shape != means.shape or not np.all(sigmas > 0):
-                raise ValueError(
-                    f"state: {f!r} sigmas must be positive with the means' shape {means.shape}"
-                )
-            d = means.shape[1]
-            pca_dims = encoder._pca_dims_of(f)
-            if pca_dims is not None:
-                try:
-                    components = np.asarray(state[f"{f}/pca_components"], np.float64)
-                    mean = np.asarray(state[f"{f}/pca_mean"], np.float64)
-                except KeyError as missing:
-                    raise ValueError(
-                        f"state: missing array {missing.args[0]!r} (pca_dims={pca_dims} for {f!r})"
-                    ) from None
-                if (
-                    d != pca_dims
-                    or components.shape[:1] != (d,)
-                    or components.ndim != 2
-                    or mean.shape != (components.shape[1],)
-                ):
-                    raise ValueError(
-                        f"state: {f!r} PCA components {components.shape}, mean {mean.shape} and "
-                        f"means {means.shape} do not agree with pca_dims={pca_dims}"
-                    )
-                encoder.pca_mean_[f], encoder.pca_components_[f] = mean, components
-                encoder.input_dims_[f] = components.shape[1]
-            elif f"{f}/pca_components" in state:
-                raise ValueError(f"state: {f!r} has PCA arrays but pca_dims gives it no PCA")
-            else:
-                encoder.input_dims_[f] = d
-            encoder.weights_[f], encoder.means_[f], encoder.sigmas_[f] = weights, means, sigmas
-        encoder._finish_state(types)
-        return encoder
+        from actionlrp import fisher_fit
 
-    def _check_params(self) -> tuple[str, ...]:
-        types = tuple(self.feature_types)
-        if not types or len(set(types)) != len(types):
-            raise ValueError(f"feature_types must be distinct and non-empty, got {types!r}")
-        if not isinstance(self.n_components, int | np.integer) or self.n_components < 1:
-            raise ValueError(f"n_components must be a positive int, got {self.n_components!r}")
-        if not isinstance(self.max_samples, int | np.integer) or self.max_samples < 1:
-            raise ValueError(f"max_samples must be a positive int, got {self.max_samples!r}")
-        if isinstance(self.pca_dims, Mapping):
-            unknown = set(self.pca_dims) - set(types)
-            if unknown:
-                raise ValueError(
-                    f"pca_dims names feature types not in feature_types: {sorted(unknown)}"
-                )
-        elif self.pca_dims is not None and not isinstance(self.pca_dims, int | np.integer):
-            raise ValueError(
-                f"pca_dims must be None, an int or a dict per feature type, got {self.pca_dims!r}"
-            )
-        if not self.reg_covar >= 0:
-            raise ValueError(f"reg_covar must be ≥ 0, got {self.reg_covar!r}")
-        Pyramid.of(self.pyramid)
-        return types
-
-    def _pca_dims_of(self, feature: str) -> int | None:
-        if isinstance(self.pca_dims, Mapping):
-            return self.pca_dims.get(feature)
-        return self.pca_dims
-
-    def _sample(
-        self, descriptors: Iterable[LocalDescriptors], types: tuple[str, ...]
-    ) -> dict[str, np.ndarray]:
-        """Uniform sample without replacement of at most ``max_samples`` cubes, in one pass.
-
-        Every descriptor gets a random key; the sample is the ``max_samples`` smallest keys.
-        Rows whose key exceeds the current ``max_samples``-th smallest are never kept, so memory
-        stays near 2 × ``max_samples`` rows.
-        """
-        rng = np.random.default_rng(self.random_state)
-        limit = int(self.max_samples)
-        keys: list[np.ndarray] = []
-        rows: dict[str, list[np.ndarray]] = {f: [] for f in types}
-        threshold, buffered, n_clips, n_total = np.inf, 0, 0, 0
-        dims: dict[str, int] | None = None
-        for desc in descriptors:
-            n = _n_descriptors(desc, types, dims, allow_empty=True)
-            if dims is None and n > 0:
-                dims = {f: desc.features[f].shape[1] for f in types}
-                left_out = sorted(set(desc.features) - set(types))
-                if left_out and types == FEATURE_TYPES:  # the default, not a chosen subset
-                    warnings.warn(
-                        f"descriptors also have {left_out}, which the default feature_types "
-                        f"{types} leaves out of the Fisher vector; list every type to encode it",
-                        stacklevel=3,
-                    )
-            n_clips += 1
-            n_total += n
-            key = rng.random(n)
-            chosen = np.flatnonzero(key < threshold)
-            if chosen.size == 0:
-                continue
-            keys.append(key[chosen])
-            for f in types:
-                rows[f].append(np.asarray(desc.features[f], np.float32)[chosen])
-            buffered += chosen.size
-            if buffered >= 2 * limit:
-                keys, rows, threshold = _smallest_keys(keys, rows, limit)
-                buffered = limit
-        if n_clips == 0:
-            raise ValueError("descriptors: no clips given to fit the Fisher encoder")
-        if n_total < self.n_components:
-            raise ValueError(
-                f"descriptors: {n_total} descriptors in {n_clips} clips, fewer than "
-                f"n_components={self.n_components}; give more clips or lower n_components"
-            )
-        keys, rows, _ = _smallest_keys(keys, rows, limit)
-        self.n_training_samples_ = int(keys[0].size)
-        return {f: rows[f][0] for f in types}
-
-    def _finish_state(self, types: tuple[str, ...]) -> None:
-        """Derive ``dims_``, ``blocks_``, ``fv_dim_`` and the encoding matrices from the state."""
-        self.dims_ = {f: self.means_[f].shape[1] for f in types}
-        self._pyramid = Pyramid.of(self.pyramid)
-        self.n_channels_ = 1 if self._pyramid is None else self._pyramid.n_channels
-        # (n_atoms, C) float64: which atoms make up each channel; None for the whole clip
-        self._membership = (
-            None if self._pyramid is None else self._pyramid.membership().astype(np.float64)
-        )
-        self._n_atoms = 1 if self._membership is None else len(self._membership)
-        self.blocks_, start = {}, 0
-        for f in types:
-            size = self.n_channels_ * 2 * self.n_components * self.dims_[f]
-            self.blocks_[f] = slice(start, start + size)
-            start += size
-        self.fv_dim_ = start
-        self._derived = {f: self._derive(f) for f in types}
-
-    def _derive(self, f: str) -> _Block:
-        weights, sigmas = self.weights_[f], self.sigmas_[f]
-        centre = weights @ self.means_[f] / weights.sum()  # the mixture's mean
-        means = self.means_[f] - centre
-        inv_var = 1.0 / sigmas**2
-        if f in self.pca_components_:
-            components = self.pca_components_[f]
-            projection = np.ascontiguousarray(components.T)
-            offset = self.pca_mean_[f] @ components.T + centre
-        else:
-            projection, offset = None, centre
-        # design §3: log N(x|μ,σ) + log π = x·(μ/σ²) − ½ (x∘x)·(1/σ²) + const, as one GEMM
-        constant = (
-            np.log(weights) - np.log(sigmas).sum(axis=1) - 0.5 * (means**2 * inv_var).sum(axis=1)
-        )
-        loglik_weights = np.concatenate([means * inv_var, -0.5 * inv_var, constant[:, None]], 1).T
-        return _Block(
-            projection=projection,
-            offset=offset,
-            loglik_weights=np.ascontiguousarray(loglik_weights, np.float32),
-            means=means,
-            sigmas=sigmas,
-            sqrt_weights=np.sqrt(weights),
-        )
+        return fisher_fit.from_state(cls, params, state)
 
     # ----------------------------------------------------------------------------------------
     # Forward step: LocalDescriptors → Ψ, Φ
@@ -782,16 +576,6 @@ def _n_descriptors(
             "(15 frames, 32×32 px by default), so it has no Fisher vector"
         )
     return int(n)
-
-
-def _smallest_keys(
-    keys: list[np.ndarray], rows: dict[str, list[np.ndarray]], size: int
-) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], float]:
-    """Keep the ``size`` rows with the smallest keys, sorted by key; and the largest kept key."""
-    all_keys = np.concatenate(keys)
-    keep = np.argsort(all_keys, kind="stable")[:size]
-    kept = {f: [np.concatenate(parts)[keep]] for f, parts in rows.items()}
-    return [all_keys[keep]], kept, float(all_keys[keep[-1]])
 
 
 def unconverged_note(types: Iterable[str], max_iter: int) -> str | None:

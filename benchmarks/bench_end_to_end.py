@@ -31,7 +31,7 @@ OPTIONS = {  # the model's parameters beside the defaults
         "descriptor_params": DescriptorParams(cube_px=(32, 48), stride_px=(16, 24))
     },
     "space-time pyramid": {"pyramid": True},
-    "hog": {"descriptor_params": DescriptorParams(hog=True)},
+    "motion only (no HOG)": {"descriptor_params": DescriptorParams(hog=False)},
 }
 
 

@@ -85,7 +85,7 @@ def aopc_for_clip(
     """AOPC of each order of the regions of one clip: LRP by every preset (at their own ε, or at
     each of ``epsilons``), occlusion (if asked), motion magnitude and random order. The time of
     each explanation is appended to ``seconds``."""
-    field = motion_field(path, model.motion, model.cell)
+    field = motion_field(path, model.motion, model.cell, hog=model.params_.hog)
     desc = describe(field, model.params_)
     region_of = regions(field.grid_shape, field.cell)
     n_regions = int(region_of.max()) + 1
@@ -128,7 +128,7 @@ def render_speed(model, width: int = 320, height: int = 240) -> dict[str, float]
         clip = make_action_clip(
             Path(tmp) / "clip.mp4", "walk", seed=5, width=width, height=height, n_frames=90
         )
-        field = motion_field(clip.path, model.motion, model.cell)
+        field = motion_field(clip.path, model.motion, model.cell, hog=model.params_.hog)
         e = explain(model, field, describe(field, model.params_), rule="fine-zero")
         out = {}
         for arrows in (False, True):
@@ -146,7 +146,7 @@ def speed(model, path: Path, repeat: int = 5) -> dict[str, float]:
     fine one from a motionless root (the default), and the fine one without a root."""
 
     def classify() -> None:
-        field = motion_field(path, model.motion, model.cell)
+        field = motion_field(path, model.motion, model.cell, hog=model.params_.hog)
         model.decision_function_descriptors([describe(field, model.params_)])
 
     def explain_clip(rule: str) -> None:  # as the command line runs it

@@ -28,22 +28,18 @@ from actionlrp.model import ActionModel
 from actionlrp.pyramid import KL_GRIDS
 
 OPTIONS = {
-    "defaults": DescriptorParams(),
+    "defaults": DescriptorParams(),  # HOF, MBHx, MBHy and HOG
+    "motion only (no HOG)": DescriptorParams(hog=False),
     "slice normalisation": DescriptorParams(slice_normalization=True),
     "two scales": DescriptorParams(cube_px=(32, 48), stride_px=(16, 24)),
-    "two scales + slice normalisation": DescriptorParams(
-        cube_px=(32, 48), stride_px=(16, 24), slice_normalization=True
-    ),
     "space-time pyramid": DescriptorParams(),
-    "hog": DescriptorParams(hog=True),
-    "hog, plain RootSIFT": DescriptorParams(hog=True, hog_floor=0.0),
-    "hog, floor 3": DescriptorParams(hog=True, hog_floor=3.0),
-    "hog + space-time pyramid": DescriptorParams(hog=True),
+    "hog, plain RootSIFT": DescriptorParams(hog_floor=0.0),
+    "motion only + space-time pyramid": DescriptorParams(hog=False),
 }
 #: Options of the Fisher encoder rather than of the descriptors.
 ENCODER_OPTIONS = {
     "space-time pyramid": {"pyramid": KL_GRIDS},
-    "hog + space-time pyramid": {"pyramid": KL_GRIDS},
+    "motion only + space-time pyramid": {"pyramid": KL_GRIDS},
 }
 
 

@@ -79,7 +79,7 @@ def real_rows(names: list[str], sets: list[str], limit: int | None) -> dict:
         for _, model, clips in folds(dataset):
             for clip in clips[:limit]:
                 try:
-                    field = motion_field(clip.path, model.motion, model.cell)
+                    field = motion_field(clip.path, model.motion, model.cell, hog=model.params_.hog)
                     desc = describe(field, model.params_)
                     for name in names:
                         start = time.perf_counter()
@@ -100,7 +100,7 @@ def builtin_rows(names: list[str], data: Path, model_path: Path) -> dict:
     split = load_split(data)
     rows = {name: {k: [] for k in LOCALISATION_KEYS} | {"ratio": []} for name in names}
     for clip in split.test:
-        field = motion_field(clip.path, model.motion, model.cell)
+        field = motion_field(clip.path, model.motion, model.cell, hog=model.params_.hog)
         desc = describe(field, model.params_)
         truth = load_ground_truth(clip.path)
         for name in names:

@@ -239,7 +239,7 @@ def _compare(
         return f"{variant} skipped"
     ratio = dst.stat().st_size * 8 * o.info["fps"] / frames / target
     try:
-        field = motion_field(dst, model.motion, model.cell)
+        field = motion_field(dst, model.motion, model.cell, hog=model.params_.hog)
         if field.flow.shape != o.field.flow.shape:
             _note(
                 notes,
@@ -324,7 +324,7 @@ def run_set(
                 jobs[variant] = (dst, rate, job)
             said = []
             try:
-                field = motion_field(clip.path, model.motion, model.cell)
+                field = motion_field(clip.path, model.motion, model.cell, hog=model.params_.hog)
                 desc = describe(field, model.params_)
                 first = explain(model, field, desc, rule=rules[0])
                 label = first.class_name

@@ -237,7 +237,7 @@ def hof_on_actor(path, without_pan: bool = False) -> np.ndarray:
     field = read_motion_field(path)
     if without_pan:
         field = replace(field, flow=field.flow - np.asarray(truth.pan, np.float32))
-    desc = describe(field, DescriptorParams(normalization="none"))
+    desc = describe(field, DescriptorParams(hog=False, normalization="none"))
     start, stop = truth.interval
     total = np.zeros(9)
     for box, hof in zip(desc.boxes, desc.features["hof"], strict=True):

@@ -51,7 +51,9 @@ def test_features_writes_descriptors(square_clips, tmp_path):
     result = run("features", str(square_clips["libx264", 0].path), "--out", str(out), "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["dims"] == {"hof": 108, "mbhx": 96, "mbhy": 96}
+    assert data["dims"] == {"hof": 108, "mbhx": 96, "mbhy": 96, "hog": 96}
+    motion = run("features", str(square_clips["libx264", 0].path), "--no-hog", "--json")
+    assert json.loads(motion.stdout)["dims"] == {"hof": 108, "mbhx": 96, "mbhy": 96}
     desc = load_descriptors(out)
     assert len(desc) == data["cubes"] > 0
     assert np.isfinite(desc.features["hof"]).all()

@@ -18,7 +18,7 @@ from actionlrp.descriptors import (
 )
 from actionlrp.video import MotionField
 
-RAW = DescriptorParams(normalization="none")
+RAW = DescriptorParams(hog=False, normalization="none")
 
 
 def field_of(flow: np.ndarray, cell: int = 8) -> MotionField:
@@ -155,7 +155,7 @@ def test_cell_histograms_sum_each_five_frame_slab():
 def test_normalised_descriptors_have_unit_norm(square_clips, normalization):
     desc = describe(
         read_motion_field(square_clips["libx264", 0].path),
-        DescriptorParams(normalization=normalization, mbh_floor=0.0),
+        DescriptorParams(hog=False, normalization=normalization, mbh_floor=0.0),
     )
     for x in desc.features.values():
         norms = np.linalg.norm(x, axis=1)
@@ -170,11 +170,11 @@ def test_mbh_floor_keeps_weak_boundaries_small_and_leaves_strong_ones_whole():
     flow[:, :, 2:, 0] = 0.2  # a weak step in x flow (noise level) inside one 32-px cube
     # central differences over 16 px: |g| = step / 16 on 2 of the 4 columns, 4 rows, 15 frames
     mass = 2 * 4 * 15 * 0.2 / 16
-    weak = describe(field_of(flow), DescriptorParams())
-    below = describe(field_of(flow), DescriptorParams(mbh_floor=1 / 32))
+    weak = describe(field_of(flow), DescriptorParams(hog=False))
+    below = describe(field_of(flow), DescriptorParams(hog=False, mbh_floor=1 / 32))
     flow[:, :, 2:, 0] = 80.0  # a step whose mass (7.5 × 80) passes the default floor (240)
-    strong = describe(field_of(flow), DescriptorParams())
-    plain = describe(field_of(flow * 0.0025), DescriptorParams(mbh_floor=0.0))
+    strong = describe(field_of(flow), DescriptorParams(hog=False))
+    plain = describe(field_of(flow * 0.0025), DescriptorParams(hog=False, mbh_floor=0.0))
     # under the floor: the root of the histogram over the floor, ‖x‖² = mass / (floor × voxels)
     voxels = 4 * 4 * 15
     assert np.linalg.norm(weak.features["mbhx"]) ** 2 == pytest.approx(mass / voxels, rel=1e-4)
@@ -185,7 +185,7 @@ def test_mbh_floor_keeps_weak_boundaries_small_and_leaves_strong_ones_whole():
     assert np.linalg.norm(plain.features["mbhx"]) == pytest.approx(1.0, abs=1e-5)
     assert np.linalg.norm(weak.features["hof"]) == pytest.approx(1.0, abs=1e-5)  # no floor
     with pytest.raises(ValueError, match="mbh_floor"):
-        describe(field_of(flow), DescriptorParams(mbh_floor=-1.0))
+        describe(field_of(flow), DescriptorParams(hog=False, mbh_floor=-1.0))
 
 
 def test_chunked_extraction_equals_whole(square_clips):
@@ -200,7 +200,7 @@ def test_chunked_extraction_equals_whole(square_clips):
 
 def test_second_scale_adds_48_px_cubes(square_clips):
     field = read_motion_field(square_clips["libx264", 0].path)
-    both = describe(field, DescriptorParams(cube_px=(32, 48)))
+    both = describe(field, DescriptorParams(hog=False, cube_px=(32, 48)))
     sizes = both.boxes[:, 3] - both.boxes[:, 2]
     assert set(np.unique(sizes)) == {32, 48}
     assert (sizes == 48).sum() == cube_count(field.n_frames, field.height, field.width, cube=48)
@@ -209,10 +209,12 @@ def test_second_scale_adds_48_px_cubes(square_clips):
 @pytest.mark.parametrize("normalization", ["root", "l2"])
 def test_slice_normalisation_gives_each_time_slice_unit_norm(square_clips, normalization):
     field = read_motion_field(square_clips["libx264", 0].path)
-    whole = describe(field, DescriptorParams(normalization=normalization, mbh_floor=0.0))
+    whole = describe(field, DescriptorParams(hog=False, normalization=normalization, mbh_floor=0.0))
     sliced = describe(
         field,
-        DescriptorParams(normalization=normalization, mbh_floor=0.0, slice_normalization=True),
+        DescriptorParams(
+            hog=False, normalization=normalization, mbh_floor=0.0, slice_normalization=True
+        ),
     )
     raw = describe(field, RAW)
     for name, x in sliced.features.items():
@@ -229,20 +231,20 @@ def test_slice_normalisation_gives_each_time_slice_unit_norm(square_clips, norma
 
 def test_second_scale_takes_a_stride_of_its_own(square_clips):
     field = read_motion_field(square_clips["libx264", 0].path)
-    both = describe(field, DescriptorParams(cube_px=(32, 48), stride_px=(16, 24)))
+    both = describe(field, DescriptorParams(hog=False, cube_px=(32, 48), stride_px=(16, 24)))
     large = both.boxes[both.boxes[:, 3] - both.boxes[:, 2] == 48]
     assert set(np.diff(np.unique(large[:, 4]))) == {24}
     assert len(large) == cube_count(field.n_frames, field.height, field.width, cube=48, stride=24)
     with pytest.raises(ValueError, match="stride_px"):
-        describe(field, DescriptorParams(cube_px=(32, 48), stride_px=(16, 24, 8)))
+        describe(field, DescriptorParams(hog=False, cube_px=(32, 48), stride_px=(16, 24, 8)))
 
 
 def test_bad_parameters_are_refused(square_clips):
     field = read_motion_field(square_clips["libx264", 0].path)
     with pytest.raises(ValueError, match="normalization"):
-        describe(field, DescriptorParams(normalization="l3"))
+        describe(field, DescriptorParams(hog=False, normalization="l3"))
     with pytest.raises(ValueError, match="cube_px"):
-        describe(field, DescriptorParams(cube_px=(36,)))
+        describe(field, DescriptorParams(hog=False, cube_px=(36,)))
 
 
 def test_descriptor_file_round_trip_without_pickle(square_clips, tmp_path):
@@ -270,7 +272,7 @@ def test_max_width_describes_a_large_video_at_a_fraction_of_its_size():
     small = downscale(field, 2)
     assert (small.width, small.height) == (320, 120) and small.flow.shape == (20, 15, 40, 2)
     assert np.allclose(small.flow[:, 0, 0], flow[:, :2, :2].mean(axis=(1, 2)) / 2, atol=1e-6)
-    capped = describe(field, DescriptorParams(max_width=320))
+    capped = describe(field, DescriptorParams(hog=False, max_width=320))
     assert np.array_equal(capped.features["hof"], describe(small).features["hof"])
     assert len(capped) == cube_count(20, 120, 320)
     # Boxes are in the video's own pixels: 64-px cubes, inside the frame.

@@ -51,7 +51,7 @@ def cache_files(cache: Path) -> dict[Path, int]:
 
 
 def test_extraction_equals_describe_of_motion_field(good, tmp_path):
-    params = DescriptorParams(normalization="l2")
+    params = DescriptorParams(hog=False, normalization="l2")
     result = extract_descriptors(good, params=params, cache_dir=tmp_path, n_jobs=1)
     assert result.failures == ()
     assert result.paths == tuple(good)
@@ -258,8 +258,8 @@ def test_progress_bar_goes_to_stderr_on_a_terminal(good, tmp_path, monkeypatch, 
     [
         ({"motion": "optical"}, "motion must be"),
         ({"cell": 0}, "cell must be"),
-        ({"params": DescriptorParams(cube_px=(20,))}, "cube_px 20"),
-        ({"params": DescriptorParams(normalization="max")}, "normalization"),
+        ({"params": DescriptorParams(hog=False, cube_px=(20,))}, "cube_px 20"),
+        ({"params": DescriptorParams(hog=False, normalization="max")}, "normalization"),
         ({"n_jobs": 0}, "n_jobs must be"),
     ],
 )

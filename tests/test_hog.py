@@ -3,6 +3,8 @@ and their relevance step."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import av
 import numpy as np
 import pytest
@@ -86,16 +88,19 @@ def _field_with_hog(t=25, gh=9, gw=12, seed=0):
     field = field_of(rng.normal(scale=2.0, size=(t, gh, gw, 2)))
     hog = rng.gamma(1.0, 2.0, size=(t, gh, gw, 8)).astype(np.float32)
     hog[:, :2, :3] = 0.0  # a flat region: empty bins
-    from dataclasses import replace
 
     return replace(field, hog=hog)
 
 
 def test_hog_on_gives_four_feature_types_and_off_three():
     field = _field_with_hog()
-    assert DescriptorParams().dims() == {"hof": 108, "mbhx": 96, "mbhy": 96}
-    assert HOG.dims() == {"hof": 108, "mbhx": 96, "mbhy": 96, "hog": 96}
-    with_hog, without = describe(field, HOG), describe(field)
+    assert DescriptorParams(hog=False).dims() == {"hof": 108, "mbhx": 96, "mbhy": 96}
+    assert (
+        HOG.dims() == DescriptorParams().dims() == {"hof": 108, "mbhx": 96, "mbhy": 96, "hog": 96}
+    )
+    with_hog, without = describe(field, HOG), describe(field, DescriptorParams(hog=False))
+    assert list(describe(field).features) == list(with_hog.features)  # the field carries HOG
+    assert list(describe(replace(field, hog=None)).features) == list(without.features)
     assert list(with_hog.features) == ["hof", "mbhx", "mbhy", "hog"]
     assert list(without.features) == ["hof", "mbhx", "mbhy"]
     for f in without.features:  # HOG changes nothing else
@@ -151,7 +156,7 @@ def test_hog_bin_relevance_goes_to_the_voxels_in_proportion_to_their_histograms(
     assert covered.sum() > 0.4 * r1.size
     assert np.allclose(count, np.round(count), atol=1e-3)
     assert set(np.round(count).astype(int)) <= set(range(1, 13))
-    assert RAW.dims() == DescriptorParams().dims()
+    assert RAW.dims() == DescriptorParams(hog=False).dims()
 
 
 def test_the_still_root_of_hog_is_a_flat_picture():

@@ -173,6 +173,11 @@ def test_model_saved_before_the_mbh_floor_keeps_plain_rootsift(fitted, tmp_path)
 
 
 def test_model_saved_before_hog_loads_without_it(fitted, two_class_clips, tmp_path):
+    clips, labels = two_class_clips
+    assert fitted.params_.hog  # the default
+    motion = DescriptorParams(hog=False)
+    fitted = ActionModel(descriptor_params=motion, cache_dir=fitted.cache_dir, **SMALL)
+    fitted.fit(clips, labels)
     path = fitted.save(tmp_path / "model.npz")
     with np.load(path, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
@@ -183,8 +188,21 @@ def test_model_saved_before_hog_loads_without_it(fitted, two_class_clips, tmp_pa
     loaded = ActionModel.load(path)
     assert loaded.params_ == fitted.params_ and not loaded.params_.hog
     loaded.cache_dir, loaded.n_jobs, loaded.progress = fitted.cache_dir, 1, False
-    clips, _ = two_class_clips
     assert np.array_equal(loaded.decision_function(clips), fitted.decision_function(clips))
+
+
+def test_descriptors_without_hog_get_a_plain_error_from_a_default_model(fitted, two_class_clips):
+    from actionlrp.descriptors import describe
+    from actionlrp.motion import motion_field
+
+    clips, labels = two_class_clips
+    motion = [describe(motion_field(c)) for c in clips]  # a field read without hog=True
+    assert list(motion[0].features) == ["hof", "mbhx", "mbhy"]
+    with pytest.raises(ValueError, match=r"no \['hog'\].*hog=True.*DescriptorParams\(hog=False\)"):
+        ActionModel(**SMALL).fit_descriptors(motion, labels)
+    kept = ActionModel(descriptor_params=DescriptorParams(hog=False), **SMALL)
+    scores = kept.fit_descriptors(motion, labels).decision_function_descriptors(motion)
+    assert scores.shape[0] == len(labels)
 
 
 def test_a_model_with_hog_saves_loads_and_explains_with_four_feature_types(

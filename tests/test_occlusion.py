@@ -146,19 +146,25 @@ def assert_exact(fast: np.ndarray, slow: np.ndarray, score: float) -> None:
 
 
 CASES = {
-    "plain": (DescriptorParams(), None, "fields", 0, {}),
-    "pca": (DescriptorParams(), 8, "fields", 1, {}),
-    "two scales": (DescriptorParams(cube_px=(32, 48)), None, "fields", 0, {}),
-    "shrunk 2x": (DescriptorParams(max_width=128), None, "wide", 256, {}),
+    "plain": (DescriptorParams(hog=False), None, "fields", 0, {}),
+    "pca": (DescriptorParams(hog=False), 8, "fields", 1, {}),
+    "two scales": (DescriptorParams(hog=False, cube_px=(32, 48)), None, "fields", 0, {}),
+    "shrunk 2x": (DescriptorParams(hog=False, max_width=128), None, "wide", 256, {}),
     "shrunk 3x, two scales, pca": (
-        DescriptorParams(cube_px=(32, 48), max_width=96),
+        DescriptorParams(hog=False, cube_px=(32, 48), max_width=96),
         8,
         "wide",
         200,
         {},
     ),
-    "noise everywhere": (DescriptorParams(), 8, "noise", None, {}),
-    "small regions": (DescriptorParams(), None, "fields", 4, {"region_px": 8, "region_frames": 3}),
+    "noise everywhere": (DescriptorParams(hog=False), 8, "noise", None, {}),
+    "small regions": (
+        DescriptorParams(hog=False),
+        None,
+        "fields",
+        4,
+        {"region_px": 8, "region_frames": 3},
+    ),
 }
 
 
@@ -183,14 +189,14 @@ def test_every_region_matches_brute_force(clips, case):
 
 def test_noise_regions_after_the_last_time_cell_count_for_nothing(clips):
     field = clips["noise"]
-    e = occlusion(fitted(clips, DescriptorParams(), 8), field)
+    e = occlusion(fitted(clips, DescriptorParams(hog=False), 8), field)
     assert field.n_frames % 5 == 2
     assert np.all(e.relevance_voxels[-2:] == 0.0)
     assert np.all(e.relevance_voxels[:-2].any(axis=(1, 2)))
 
 
 def test_versus_is_exact_and_the_difference_of_the_two_classes(clips):
-    model = fitted(clips, DescriptorParams(), None)
+    model = fitted(clips, DescriptorParams(hog=False), None)
     field = clips["fields"][0]
     e = occlusion(model, field, class_name="right", versus="down")
     assert (e.class_name, e.versus) == ("right", "down")
@@ -208,7 +214,7 @@ def test_versus_is_exact_and_the_difference_of_the_two_classes(clips):
 
 
 def test_removing_motion_from_one_feature_type_only(clips):
-    model = fitted(clips, DescriptorParams(), 8)
+    model = fitted(clips, DescriptorParams(hog=False), 8)
     field = clips["fields"][1]
     e = occlusion(model, field)
     assert set(e.relevance_voxels_by_feature) == {"hof", "mbhx", "mbhy"}
@@ -219,7 +225,7 @@ def test_removing_motion_from_one_feature_type_only(clips):
 
 
 def test_a_still_region_changes_nothing(clips):
-    model = fitted(clips, DescriptorParams(), None)
+    model = fitted(clips, DescriptorParams(hog=False), None)
     field = clips["fields"][2]  # a still square on a still background: motion-vector noise only
     e = occlusion(model, field)
     regions = region_of(field, 16, 5)
@@ -234,7 +240,7 @@ def test_a_still_region_changes_nothing(clips):
 
 
 def test_the_explanation_adds_up(clips):
-    model = fitted(clips, DescriptorParams(), None)
+    model = fitted(clips, DescriptorParams(hog=False), None)
     field = clips["fields"][0]
     desc = describe(field, model.params_)
     e = occlusion(model, field, desc, video="clip.mp4")
@@ -254,7 +260,7 @@ def test_the_explanation_adds_up(clips):
 
 
 def test_bad_arguments_are_refused(clips):
-    model = fitted(clips, DescriptorParams(), None)
+    model = fitted(clips, DescriptorParams(hog=False), None)
     field = clips["fields"][0]
     with pytest.raises(ValueError, match="multiple of the field's cell"):
         occlusion(model, field, region_px=12)
@@ -272,7 +278,7 @@ def test_bad_arguments_are_refused(clips):
 
 
 def test_examples_run_as_written(clips):
-    globs = {"model": fitted(clips, DescriptorParams(), None), "field": clips["fields"][0]}
+    globs = {"model": fitted(clips, DescriptorParams(hog=False), None), "field": clips["fields"][0]}
     result = doctest.testmod(occlusion_module, extraglobs=globs)
     assert result.attempted > 0 and result.failed == 0
 
@@ -290,7 +296,7 @@ def test_the_command_line_takes_a_method():
 def test_explain_video_writes_an_occlusion_report(clips, tmp_path):
     from actionlrp.report import explain_video
 
-    model = fitted(clips, DescriptorParams(), None)
+    model = fitted(clips, DescriptorParams(hog=False), None)
     video = clips["folder"] / "right_0.mp4"
     e, report = explain_video(video, model, tmp_path / "r", method="occlusion")
     assert e.method == "occlusion" and report.is_file()

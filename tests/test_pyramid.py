@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from actionlrp.descriptors import LocalDescriptors, describe
+from actionlrp.descriptors import DescriptorParams, LocalDescriptors, describe
 from actionlrp.fisher import FisherEncoder
 from actionlrp.fisher_lrp import _roots, bin_relevance, descriptor_relevance
 from actionlrp.model import ActionModel
@@ -44,12 +44,20 @@ def test_a_cube_lands_in_the_cells_that_hold_its_centre():
     names = pyramid.channel_names()
     cells = [{names[c] for c in np.flatnonzero(pyramid.membership()[a])} for a in atoms]
     assert cells[0] == {
-        "1x1x1 (0,0,0)", "2x2x1 (0,0,0)", "1x3x1 (0,0,0)",
-        "1x1x2 (0,0,0)", "2x2x2 (0,0,0)", "1x3x2 (0,0,0)",
+        "1x1x1 (0,0,0)",
+        "2x2x1 (0,0,0)",
+        "1x3x1 (0,0,0)",
+        "1x1x2 (0,0,0)",
+        "2x2x2 (0,0,0)",
+        "1x3x2 (0,0,0)",
     }
     assert cells[1] == {
-        "1x1x1 (0,0,0)", "2x2x1 (1,1,0)", "1x3x1 (0,2,0)",
-        "1x1x2 (0,0,1)", "2x2x2 (1,1,1)", "1x3x2 (0,2,1)",
+        "1x1x1 (0,0,0)",
+        "2x2x1 (1,1,0)",
+        "1x3x1 (0,2,0)",
+        "1x1x2 (0,0,1)",
+        "2x2x2 (1,1,1)",
+        "1x3x2 (0,2,1)",
     }
     assert "1x3x1 (0,1,0)" in cells[2] and "2x2x1 (0,0,0)" in cells[2]
     assert "1x1x2 (0,0,0)" in cells[2]
@@ -173,7 +181,13 @@ def test_the_root_fisher_vector_is_that_of_the_clip_at_its_references(encoders):
 def pyramid_model(right_down_fields):
     fields, labels = right_down_fields
     model = ActionModel(
-        n_components=2, pca_dims=None, pyramid=True, max_samples=5000, n_jobs=1, progress=False
+        n_components=2,
+        pca_dims=None,
+        pyramid=True,
+        descriptor_params=DescriptorParams(hog=False),
+        max_samples=5000,
+        n_jobs=1,
+        progress=False,
     )
     return model.fit_descriptors([describe(f) for f in fields], labels), fields
 
@@ -206,7 +220,14 @@ def test_a_pyramid_model_round_trips_and_a_model_saved_before_it_loads(pyramid_m
     np.testing.assert_array_equal(
         loaded.decision_function_descriptors(desc), model.decision_function_descriptors(desc)
     )
-    plain = ActionModel(n_components=2, pca_dims=None, max_samples=5000, n_jobs=1, progress=False)
+    plain = ActionModel(
+        n_components=2,
+        pca_dims=None,
+        descriptor_params=DescriptorParams(hog=False),
+        max_samples=5000,
+        n_jobs=1,
+        progress=False,
+    )
     plain.fit_descriptors(desc, ["right", "down"] * 3)
     old = plain.save(tmp_path / "old.npz")
     with np.load(old, allow_pickle=False) as data:

@@ -8,13 +8,15 @@ import pytest
 from actionlrp import synthetic
 from actionlrp.classifier import relevance_fv
 from actionlrp.codec import read_motion_field
-from actionlrp.descriptors import LocalDescriptors, describe
+from actionlrp.descriptors import DescriptorParams, LocalDescriptors, describe
 from actionlrp.errors import UnknownClassError
 from actionlrp.fisher_lrp import bin_relevance, epsilon_relevance
 from actionlrp.model import ActionModel
 from actionlrp.relevance import explain
 from actionlrp.rules import FINE_ZERO, PAPER, Rule, get_rule
 from actionlrp.synthetic import SyntheticObject
+
+MOTION = DescriptorParams(hog=False)  # these tests read motion alone
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,14 @@ def setup(tmp_path_factory):
         fields.append(field)
         descs.append(describe(field))
         labels.append(label)
-    model = ActionModel(n_components=4, pca_dims=None, max_samples=5000, n_jobs=1, progress=False)
+    model = ActionModel(
+        n_components=4,
+        pca_dims=None,
+        descriptor_params=MOTION,
+        max_samples=5000,
+        n_jobs=1,
+        progress=False,
+    )
     model.fit_descriptors(descs, labels)
     return model, fields, descs, labels
 
@@ -201,7 +210,14 @@ def test_bin_relevance_equals_a_direct_per_descriptor_computation(setup):
 def pca_model(setup):
     """The setup's clips, encoded with a 12-dimensional PCA before the GMM."""
     _, _, descs, labels = setup
-    model = ActionModel(n_components=4, pca_dims=12, max_samples=5000, n_jobs=1, progress=False)
+    model = ActionModel(
+        n_components=4,
+        pca_dims=12,
+        descriptor_params=MOTION,
+        max_samples=5000,
+        n_jobs=1,
+        progress=False,
+    )
     return model.fit_descriptors(descs, labels)
 
 
@@ -288,7 +304,7 @@ def test_fine_relevance_of_a_large_video_lands_on_its_own_grid(setup, tmp_path):
     obj = SyntheticObject("translate", size=48, velocity=(3.0, 0.0), centre=(80.0, 72.0))
     clip = synthetic.make_clip(tmp_path / "wide.mp4", [obj], width=336, height=144, n_frames=30)
     field = read_motion_field(clip.path)
-    params = DescriptorParams(max_width=160)
+    params = DescriptorParams(hog=False, max_width=160)
     _, fields, _, labels = setup
     model = _small_model(params, fields, labels)
     e = explain(model, field, describe(field, params), rule=FINE_ZERO)
@@ -474,7 +490,9 @@ def test_two_scales_with_slice_normalisation_explain_and_share_by_scale(setup):
     from actionlrp.descriptors import DescriptorParams
     from actionlrp.pages import summary
 
-    params = DescriptorParams(cube_px=(32, 48), stride_px=(16, 24), slice_normalization=True)
+    params = DescriptorParams(
+        hog=False, cube_px=(32, 48), stride_px=(16, 24), slice_normalization=True
+    )
     _, fields, _, labels = setup
     model = _small_model(params, fields, labels)
     e = explain(model, fields[0], describe(fields[0], params))
@@ -503,7 +521,11 @@ def hog_model(setup):
         hog[:, :3, :4] = 0.0
         hog_fields.append(dataclasses.replace(f, hog=hog))
     model = ActionModel(
-        n_components=2, pca_dims=8, descriptor_params=params, max_samples=5000, n_jobs=1,
+        n_components=2,
+        pca_dims=8,
+        descriptor_params=params,
+        max_samples=5000,
+        n_jobs=1,
         progress=False,
     )
     return model.fit_descriptors([describe(f, params) for f in hog_fields], labels), hog_fields

@@ -206,7 +206,7 @@ def test_summary_json_has_the_documented_keys_and_adds_up(explained):
     assert sum(s["frame_relevance"]) == pytest.approx(s["relevance_total"], rel=1e-9, abs=1e-12)
     assert sum(s["feature_relevance"].values()) == pytest.approx(s["relevance_total"], rel=1e-9)
     assert s["score"] == pytest.approx(s["relevance_total"] + s["absorbed"], abs=1e-9)
-    assert set(s["feature_relevance"]) == {"hof", "mbhx", "mbhy"}
+    assert set(s["feature_relevance"]) == {"hof", "mbhx", "mbhy", "hog"}  # the defaults
 
 
 def frame_starts(clip) -> np.ndarray:
@@ -246,7 +246,7 @@ def test_report_is_self_contained(explained):
     assert sources and all(s.startswith("data:") for s in sources), sources
     assert "http://" not in page and "https://" not in page and "<link" not in page
     assert page.count("data:video/mp4;base64,") == 1
-    assert len(re.findall(r"<img ", page)) == 7  # 4 top frames, HOF, MBHx, MBHy
+    assert len(re.findall(r"<img ", page)) == 8  # 4 top frames, HOF, MBHx, MBHy, HOG
     assert "frame_relevance.png" not in page  # the chart is drawn in the page
 
 

@@ -130,8 +130,8 @@ def _chromium(probe: str, tmp_path) -> dict[str, str]:
 def test_report_images_and_video_load_in_headless_chromium(explained, tmp_path):  # noqa: F811
     _, out, _ = explained
     fields = _chromium(LOADS.format(report=(out / "report.html").as_uri()), tmp_path)
-    # 4 most relevant frames and the HOF, MBHx and MBHy heatmaps; the frame chart is an SVG
-    assert fields["images"] == "7" and fields["broken"] == "0", fields
+    # 4 most relevant frames and the HOF, MBHx, MBHy and HOG heatmaps; the frame chart is an SVG
+    assert fields["images"] == "8" and fields["broken"] == "0", fields
     assert fields["narrow"] == "0", fields  # the most relevant frames are ≥ 640 px wide
     assert fields["error"] == "0" and int(fields["video"]) >= 1 and int(fields["width"]) > 0, fields
 

@@ -165,7 +165,7 @@ def test_a_run_killed_midway_resumes_to_a_complete_store_without_redoing_clips(d
     assert {n: entries(out)[n].stat().st_mtime_ns for n in before} == before
     assert_complete(out, data, spec)
     clip = data / "test" / "walk" / "walk_005.avi"
-    direct = describe(motion_field(clip, "flow"), DescriptorParams())
+    direct = describe(motion_field(clip, "flow"), DescriptorParams(hog=False))
     stored = read_entry(out / "test/walk/walk_005.avi.npz", spec.params, False)[0]
     for f in FEATURE_TYPES:
         np.testing.assert_allclose(stored.features[f], direct.features[f], rtol=0, atol=1e-6)
@@ -214,6 +214,23 @@ def test_the_cache_is_a_store_named_by_key(data, tmp_path):
     assert info.key == entry.stem == ExtractionSpec().key(entries_module.file_sha256(path))
     assert info.n_cubes == len(result.descriptors[0]) and info.source_size == path.stat().st_size
     assert FeatureStore(tmp_path / "descriptors", ExtractionSpec(), by="key").done(path, entry)
+
+
+def test_a_stores_entries_are_deflated_and_the_caches_are_not(data, local_store, tmp_path):
+    import zipfile
+
+    extract_descriptors([clips_of(data)[0]], cache_dir=tmp_path, n_jobs=1, progress=False)
+    (cached,) = (tmp_path / "descriptors").glob("*.npz")
+    stored = entries(local_store)[clips_of(data)[0].relative_to(data).as_posix()]
+    kinds = {}
+    for name, path in (("cache", cached), ("store", stored)):
+        with zipfile.ZipFile(path) as archive:
+            kinds[name] = {i.compress_type for i in archive.infolist() if i.filename == "hof.npy"}
+    assert kinds == {"cache": {zipfile.ZIP_STORED}, "store": {zipfile.ZIP_DEFLATED}}
+    cached_desc = read_entry(cached, ExtractionSpec().params, False)[0]
+    stored_desc = read_entry(stored, ExtractionSpec().params, False)[0]
+    for f in cached_desc.features:
+        np.testing.assert_array_equal(cached_desc.features[f], stored_desc.features[f])
 
 
 def test_a_store_of_other_parameters_is_refused(data, local_store, tmp_path):
@@ -293,7 +310,9 @@ def test_stale_temporaries_of_dead_writers_are_removed(data, local_store, tmp_pa
 
 
 def test_extraction_spec_round_trips_through_json():
-    spec = ExtractionSpec("flow", 16, DescriptorParams(cube_px=(32, 48), max_width=320), True)
+    spec = ExtractionSpec(
+        "flow", 16, DescriptorParams(hog=False, cube_px=(32, 48), max_width=320), True
+    )
     assert ExtractionSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
     assert extraction.CACHE_FORMAT == entries_module.ENTRY_FORMAT
 
@@ -304,13 +323,20 @@ def test_hog_entries_are_keyed_apart_and_entries_made_before_hog_keep_their_key(
 
     from actionlrp import __version__
 
-    off, on = ExtractionSpec(), ExtractionSpec(params=DescriptorParams(hog=True))
+    off = ExtractionSpec(params=DescriptorParams(hog=False))
+    on = ExtractionSpec()  # HOG is the default
     assert off.key("c") != on.key("c")
     assert on.key("c") != ExtractionSpec(params=DescriptorParams(hog=True, hog_floor=0)).key("c")
-    params = asdict(DescriptorParams())
+    params = asdict(DescriptorParams(hog=False))
     del params["hog"], params["hog_floor"]  # what the key read before HOG existed
-    before = {"format": entries_module.ENTRY_FORMAT, "actionlrp": __version__, "content": "c",
-              "motion": "mv", "cell": 8, "params": params}
+    before = {
+        "format": entries_module.ENTRY_FORMAT,
+        "actionlrp": __version__,
+        "content": "c",
+        "motion": "mv",
+        "cell": 8,
+        "params": params,
+    }
     assert off.key("c") == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
     old = {"motion": "mv", "cell": 8, "params": params}  # a store's spec written before HOG
     assert ExtractionSpec.from_json(old) == off
@@ -377,7 +403,9 @@ def test_two_local_encoding_workers_give_the_single_process_rows_bit_for_bit(dat
     split = store.split()
     read = store.read([c.path for c in split.train + split.test]).descriptors
     stored = read.take(i for i, n in enumerate(read.sizes) if n)  # not broken.mp4
-    encoder = FisherEncoder(n_components=4, pca_dims=8, max_samples=5000).fit(stored)
+    types = (*FEATURE_TYPES, "hog")  # the store's descriptors: the defaults
+    encoder = FisherEncoder(n_components=4, pca_dims=8, max_samples=5000, feature_types=types)
+    encoder.fit(stored)
     alone = encoder.transform(stored)
     assert len(_batches(stored.sizes, 2)) >= 4  # rows may come back out of order
     for descriptors in (stored, list(stored)):  # entries read by the workers, or sent to them
@@ -385,7 +413,7 @@ def test_two_local_encoding_workers_give_the_single_process_rows_bit_for_bit(dat
         assert two.dtype == np.float32
         np.testing.assert_array_equal(two, alone)
     empty = list(stored)
-    empty[3] = describe(motion_field(clips_of(data)[0]), DescriptorParams(cube_px=(512,)))
+    empty[3] = describe(motion_field(clips_of(data)[0], hog=True), DescriptorParams(cube_px=(512,)))
     with pytest.raises(EmptyClipError, match=r"descriptors\[3\]"):
         transform(encoder, empty, n_jobs=2, min_work=0)
 
@@ -410,11 +438,12 @@ def test_extract_takes_the_descriptor_options_of_the_model(data, tmp_path, capsy
     options = ["--cube-px", "32", "48", "--stride-px", "16", "24", "--slice-normalization"]
     assert cli.main(["extract", str(data), "--out", str(out), "--workers", "1", *options]) == 1
     params = FeatureStore.open(out).spec.params
-    assert params == DescriptorParams(cube_px=(32, 48), stride_px=(16, 24),
-                                      slice_normalization=True)
+    assert params == DescriptorParams(
+        cube_px=(32, 48), stride_px=(16, 24), slice_normalization=True
+    )
     clip = clips_of(data)[0]
     mine = read_entry(entries(out)[clip.relative_to(data).as_posix()], params, False)[0]
-    np.testing.assert_array_equal(mine.boxes, describe(motion_field(clip), params).boxes)
+    np.testing.assert_array_equal(mine.boxes, describe(motion_field(clip, hog=True), params).boxes)
     model = tmp_path / "model.npz"
     assert cli.main(["train", str(out), "--out", str(model), "--k", "4", "--pca", "8"]) == 1
     assert ActionModel.load(model).params_ == params

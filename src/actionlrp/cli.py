@@ -461,8 +461,10 @@ def _add_descriptor_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--hog",
-        action="store_true",
-        help="also describe appearance: HOG of the decoded frames (a fourth feature type)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="describe appearance too: HOG of the decoded frames, a fourth feature type "
+        "(default; --no-hog: motion only, and MPEG-4 Part 2 decodes without its pixels)",
     )
 
 
@@ -544,7 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="root",
         help="descriptor normalisation (default root: L1 then square root)",
     )
-    p.add_argument("--hog", action="store_true", help="also HOG, the appearance descriptor")
+    p.add_argument(
+        "--hog",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="HOG, the appearance descriptor, too (default; --no-hog: motion only)",
+    )
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("synth", help="write the built-in synthetic action dataset")

@@ -214,6 +214,7 @@ def spread_bin_relevance(
     feature : str
         ``"hof"``, ``"mbhx"``, ``"mbhy"``, or ``"hog"`` (with ``params.hog``).
     params : DescriptorParams, optional
+        Those ``desc`` was described with; default: the defaults, with HOG if ``desc`` has it.
     vectors : bool
         MBH only: carry the relevance through the gradient layer to the flow vectors (True) or
         leave it on the gradient voxels that filled the bins (False).
@@ -258,7 +259,7 @@ def spread_bins(
     dict of str to ndarray, shape (T, gh, gw), float64
         R(1) per voxel of the field, per feature type of ``relevance``.
     """
-    params = params or DescriptorParams()
+    params = params or DescriptorParams(hog="hog" in desc.features)
     if root not in ("zero", "still"):
         raise ValueError(f"root must be 'zero' or 'still', got {root!r}")
     dims = params.dims()
@@ -588,7 +589,7 @@ def still_reference(
     index : ndarray of int, shape (N,)
         The row of ``reference`` of each descriptor's scale (by its box size).
     """
-    params = params or DescriptorParams()
+    params = params or DescriptorParams(hog="hog" in desc.features)
     factor = scale_factor(field_.width, params.max_width)
     reference = _still_descriptors(dataclasses.replace(params, max_width=None), field_.cell)
     sides = np.asarray(reference.boxes[:, 3] - reference.boxes[:, 2])

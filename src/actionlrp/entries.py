@@ -80,7 +80,8 @@ class ExtractionSpec:
 
     @classmethod
     def from_json(cls, data: dict) -> ExtractionSpec:
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in data["params"].items()}
+        stored = {"hog": False, **data["params"]}  # written before HOG existed: motion alone
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
         return cls(
             data["motion"],
             int(data["cell"]),

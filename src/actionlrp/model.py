@@ -184,6 +184,15 @@ class ActionModel:
             )
         if len(set(labels)) < 2:
             raise ValueError(f"need at least 2 classes to train, got {sorted(set(labels))}")
+        wanted = self.params_.dims()
+        if isinstance(descriptors, list | tuple) and descriptors:
+            missing = sorted(set(wanted) - set(descriptors[0].features))
+            if missing:
+                raise ValueError(
+                    f"the descriptors have no {missing}, which descriptor_params asks for "
+                    f"(HOG is on by default): describe fields read with hog=True, or pass "
+                    f"descriptor_params=DescriptorParams(hog=False)"
+                )
         start = time.perf_counter()
         self.encoder_ = FisherEncoder(
             n_components=self.n_components,
@@ -387,8 +396,9 @@ class ActionModel:
         if meta.get("checksum") != _checksum(arrays):
             raise ModelFileError(f"{path}: checksum mismatch: the file was altered or damaged")
         params = dict(meta["params"])
-        # A model saved before `mbh_floor` existed was trained on plain RootSIFT MBH.
-        stored = {"mbh_floor": 0.0, **params["descriptor_params"]}
+        # A model saved before `mbh_floor` existed was trained on plain RootSIFT MBH, and one
+        # saved before HOG existed on motion alone.
+        stored = {"mbh_floor": 0.0, "hog": False, **params["descriptor_params"]}
         params["descriptor_params"] = DescriptorParams(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
         )

@@ -4,13 +4,12 @@ A descriptor's relevance reaches the motion field either evenly over its cube's 
 (`spread_relevance`, the paper's rule) or through its histogram bins to the vectors that filled
 them (`spread_bins`), and for MBH through the flow gradient to the vectors it differences
 (`gradient_relevance`). `still_reference` gives the motionless cubes a rule's still root is
-measured from.
+measured from (in `actionlrp.still_root`, re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ from actionlrp.descriptors import (
     scale_factor,
 )
 from actionlrp.hog import HOG_BINS, _spread_hog_time_cells
+from actionlrp.still_root import still_reference as still_reference
 from actionlrp.video import MotionField
 
 if TYPE_CHECKING:
@@ -440,7 +440,20 @@ def _spread_time_cells(
                             hist[y, x, N_ORIENTATIONS] += extra
         # A_ob / H_ob of the cells o, gathered onto the grid cells (`_bin_shares`)
         _bin_shares(
-            hist, relevance, rows, first, y0, x0, cs, cf, tc, acc, even, used, h, gathered,
+            hist,
+            relevance,
+            rows,
+            first,
+            y0,
+            x0,
+            cs,
+            cf,
+            tc,
+            acc,
+            even,
+            used,
+            h,
+            gathered,
             gathered_even,
         )
         for k in range(cf):
@@ -571,52 +584,3 @@ def _upsample(values: np.ndarray, factor: int, grid: tuple[int, int, int]) -> np
     per = counts.reshape(values.shape[1], factor, values.shape[2], factor).sum(axis=(1, 3))
     share = np.divide(values, per, out=np.zeros_like(values), where=per > 0)
     return np.repeat(np.repeat(share, factor, axis=1), factor, axis=2)[:, :gh, :gw]
-
-
-def still_reference(
-    field_: MotionField, desc: LocalDescriptors, params: DescriptorParams | None = None
-) -> tuple[LocalDescriptors, np.ndarray]:
-    """The descriptor of a motionless cube at each scale, and which one each of ``desc`` is.
-
-    A reference point for the relevance step (`fisher_lrp.bin_relevance`): "no motion
-    here". Made by describing an all-zero motion field, so it is exactly what a still cube gives;
-    with HOG, of a flat picture too (no luma gradient: a HOG of zeros).
-
-    Returns
-    -------
-    reference : LocalDescriptors
-        One row per cube size of ``params``.
-    index : ndarray of int, shape (N,)
-        The row of ``reference`` of each descriptor's scale (by its box size).
-    """
-    params = params or DescriptorParams(hog="hog" in desc.features)
-    factor = scale_factor(field_.width, params.max_width)
-    reference = _still_descriptors(dataclasses.replace(params, max_width=None), field_.cell)
-    sides = np.asarray(reference.boxes[:, 3] - reference.boxes[:, 2])
-    order = np.argsort(sides, kind="stable")
-    place = np.searchsorted(sides[order], (desc.boxes[:, 3] - desc.boxes[:, 2]) // factor)
-    return reference, order[np.minimum(place, len(sides) - 1)].astype(np.intp)
-
-
-@functools.lru_cache(maxsize=16)
-def _still_descriptors(params: DescriptorParams, cell: int) -> LocalDescriptors:
-    """One motionless cube per size of ``params``, described (read-only arrays, shared)."""
-    rows = []
-    for size, stride in zip(params.cube_px, params.strides(), strict=True):
-        grid = (_TIME_CELLS * params.cell_frames, size // cell, size // cell)
-        still = MotionField(
-            flow=np.zeros((*grid, 2), "f4"),
-            frame_types=np.array(["P"] * (_TIME_CELLS * params.cell_frames)),
-            has_vectors=np.ones(_TIME_CELLS * params.cell_frames, bool),
-            timestamps=np.zeros(_TIME_CELLS * params.cell_frames),
-            width=size,
-            height=size,
-            fps=25.0,
-            cell=cell,
-            hog=np.zeros((*grid, HOG_BINS), "f4") if params.hog else None,  # a flat picture
-        )
-        rows.append(describe(still, dataclasses.replace(params, cube_px=(size,), stride_px=stride)))
-    reference = LocalDescriptors.concatenate(rows)
-    for array in (*reference.features.values(), reference.boxes):
-        array.flags.writeable = False
-    return reference

@@ -10,7 +10,7 @@ component (`_relevance_terms`), so R(2) costs three matrix products over blocks 
 the price of one encoding; no N × D matrix is built. Each term belongs to one input dimension of
 the encoded descriptor, which gives R(2) per histogram bin (`bin_relevance`); with PCA the
 projection is one more ε-rule layer on the way to the bins. With a still root every
-contribution is measured from that of a motionless cube (`descriptors_lrp.still_reference`).
+contribution is measured from that of a motionless cube (`actionlrp.still_root`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.descriptors import LocalDescriptors
-from actionlrp.descriptors_lrp import row_sums, still_reference
+from actionlrp.descriptors_lrp import row_sums
 from actionlrp.fisher import FisherEncoder, SoftAssignments, _n_descriptors, atom_groups
 from actionlrp.rules import EpsilonUnit, Rule
+from actionlrp.still_root import _roots, _still_root
 
 if TYPE_CHECKING:
     from actionlrp.relevance import Forward
@@ -387,49 +388,6 @@ def bin_relevance(
     return r2, float(r3.sum() - sum(float(row_sums(r).sum()) for r in r2.values()))
 
 
-def _roots(
-    encoder: FisherEncoder,
-    reference: LocalDescriptors,
-    reference_index: np.ndarray | None,
-    atoms: np.ndarray,
-) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """The still root of a clip whose descriptors lie in pyramid ``atoms`` (N,): each
-    descriptor's root, ``atom · S + s`` with s its reference row; γ⁰ and [x⁰′, x⁰′∘x⁰′] of the S
-    reference rows per feature type; and Ψ⁰ (D,)."""
-    n, s_rows = len(atoms), len(reference)
-    index = np.zeros(n, np.intp) if reference_index is None else reference_index
-    index = atoms * s_rows + np.asarray(index, np.intp)
-    uses = np.bincount(index, minlength=encoder._n_atoms * s_rows)
-    uses = uses.reshape(encoder._n_atoms, s_rows)
-    uses = uses.astype(np.float64)
-    counts = encoder.channel_counts(atoms)
-    # Ψ⁰_c = Σ_{l in c} z⁰_l: the statistics of reference row s, as often as descriptors of the
-    # channel deviate from it
-    roots = {f: next(encoder._compute_chunks(reference, f)) for f in encoder.blocks_}
-    psi_ref = []
-    for f, (g0, x0) in roots.items():
-        s0 = encoder.channel_sums(uses @ g0)
-        s12 = encoder.channel_sums(np.einsum("as,sk,sj->akj", uses, g0, x0))
-        k, d = encoder.n_components, encoder.dims_[f]
-        for c in range(encoder.n_channels_):
-            if counts[c] > 0:
-                psi_ref.append(encoder._psi_of_sums(f, s0[c], s12[c], counts[c]))
-            else:
-                psi_ref.append(np.zeros(2 * k * d))
-    return index, roots, np.concatenate(psi_ref)
-
-
-def _still_root(encoder: FisherEncoder, forward: Forward) -> tuple[LocalDescriptors, tuple]:
-    """The motionless cubes of a clip (`still_reference`) and their `_roots`, derived once per
-    forward pass."""
-    if "still root" not in forward.memo:
-        desc = forward.descriptors
-        reference, index = still_reference(forward.field, desc, forward.params)
-        atoms = encoder.atoms(desc)
-        forward.memo["still root"] = (reference, _roots(encoder, reference, index, atoms))
-    return forward.memo["still root"]
-
-
 def kept_shares(encoder: FisherEncoder, forward: Forward, rule: Rule) -> np.ndarray:
     """The share of each dimension's R(3) that the Fisher layer keeps (does not pass on).
 
@@ -660,5 +618,3 @@ def _times_deviation(block, x, origins, index):
         origin = origins[index[row]]
         for j in range(d):
             block[row, j] *= np.float64(x[row, j]) - origin[j]
-
-

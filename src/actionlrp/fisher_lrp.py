@@ -9,8 +9,8 @@ With a_d split into its mean and variance parts, the sum over d is ``x P + (x∘
 component (`_relevance_terms`), so R(2) costs three matrix products over blocks of descriptors,
 the price of one encoding; no N × D matrix is built. Each term belongs to one input dimension of
 the encoded descriptor, which gives R(2) per histogram bin (`bin_relevance`); with PCA the
-projection is one more ε-rule layer on the way to the bins. With a still root every
-contribution is measured from that of a motionless cube (`actionlrp.still_root`).
+projection is one more ε-rule layer on the way to the bins (`actionlrp.pca_lrp`). With a still
+root every contribution is measured from that of a motionless cube (`actionlrp.still_root`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.descriptors import LocalDescriptors
 from actionlrp.descriptors_lrp import row_sums
 from actionlrp.fisher import FisherEncoder, SoftAssignments, _n_descriptors, atom_groups
+from actionlrp.pca_lrp import _abs_sums, _alpha_beta, _times_deviation
 from actionlrp.rules import EpsilonUnit, Rule
 from actionlrp.still_root import _roots, _still_root
 
@@ -517,104 +518,3 @@ def _dimension_terms(stacked, g, ref_value, index, divide, shift, eps_abs, out):
             denominator = x + shift[s, i]
             denominator += eps_abs[i] if denominator >= 0 else -eps_abs[i]
             out[row, i] = value / denominator if denominator != 0 else 0.0
-
-
-def _alpha_beta(
-    relevance: np.ndarray,
-    x: np.ndarray,
-    origins: np.ndarray,
-    rows: np.ndarray,
-    projected: np.ndarray,
-    components: tuple[np.ndarray, np.ndarray],
-    work: _Workspace,
-    out: np.ndarray,
-) -> None:
-    """The PCA layer by the α1β0 rule about each output's sign, into ``out`` (n, d_in).
-
-    x′_li = Σ_j z_lij with z_lij = W_ij δ_lj, δ = x − origin (``projected``: x′, (n, d); the
-    origin of descriptor l is ``origins[rows[l]]``). Output i hands R_li (``relevance``) to the
-    inputs whose z has the sign σ_li of x′_li, in proportion to it: exactly conservative, no ε.
-    As [z]_σ = (z + σ|z|)/2 and |z_lij| = |W_ij||δ_lj|, the sums are matrix products:
-    S_σ = (x′ + σ |δ||W|ᵀ)/2 and R_lj = ½ δ_lj (q W)_lj + ½ |δ_lj| ((σ q) |W|)_lj with
-    q = R / S_σ. ``components``: W and |W|, (d, d_in) each.
-    """
-    weights, magnitudes = components
-    n, d = relevance.shape
-    d_in = x.shape[1]
-    deviation = work.array("ab δ", (n, d_in), np.float64)
-    size = work.array("ab |δ|", (n, d_in), np.float64)
-    moved = work.array("ab moved", (n,), np.intp)
-    m = _deviations(x, origins, rows, deviation, size, moved)  # rows at their origin pass nothing
-    out[...] = 0.0
-    if m == 0:
-        return
-    deviation, size, moved = deviation[:m], size[:m], moved[:m]
-    relevance, projected = relevance[moved], projected[moved]
-    spread = np.matmul(size, magnitudes.T, out=work.array("ab spread", (m, d), np.float64))
-    share = work.array("ab q", (m, d), np.float64)
-    signed = work.array("ab σq", (m, d), np.float64)
-    _shares(relevance, projected, spread, share, signed)
-    front = np.matmul(share, weights, out=work.array("ab front", (m, d_in), np.float64))
-    back = np.matmul(signed, magnitudes, out=work.array("ab back", (m, d_in), np.float64))
-    _combine_halves(out, moved, front, deviation, size, back)
-
-
-@njit(cache=True, nogil=True)
-def _deviations(x, origins, rows, deviation, size, moved):
-    """δ = x − origins[rows] (x float32) and |δ| of the rows where δ ≠ 0, packed into the first
-    m rows of ``deviation`` and ``size`` (n, d_in) float64, their indices in ``moved``; m."""
-    n, d = deviation.shape
-    m = 0
-    for row in range(n):
-        origin = origins[rows[row]]
-        any_ = False
-        for j in range(d):
-            value = np.float64(x[row, j]) - origin[j]
-            deviation[m, j] = value
-            size[m, j] = abs(value)
-            any_ = any_ or value != 0.0
-        if any_:
-            moved[m] = row
-            m += 1
-    return m
-
-
-@njit(cache=True, nogil=True)
-def _shares(relevance, projected, spread, share, signed):
-    """q = 2R / (x′ + σ Σ|z|) (0 where that is 0) and σq, σ = sign x′ (+1 at 0)."""
-    n, d = relevance.shape
-    for row in range(n):
-        for i in range(d):
-            sign = 1.0 if projected[row, i] >= 0 else -1.0
-            chosen = projected[row, i] + sign * spread[row, i]
-            q = 2.0 * relevance[row, i] / chosen if chosen != 0 else 0.0
-            share[row, i] = q
-            signed[row, i] = sign * q
-
-
-@njit(cache=True, nogil=True)
-def _combine_halves(out, moved, front, deviation, size, back):
-    """``out[moved[k]]`` = ½ (δ ∘ front + |δ| ∘ back)[k] for the m packed rows."""
-    m, d = front.shape
-    for k in range(m):
-        row = moved[k]
-        for j in range(d):
-            out[row, j] = 0.5 * (deviation[k, j] * front[k, j] + size[k, j] * back[k, j])
-
-
-@njit(cache=True, nogil=True)
-def _abs_sums(stacked, shift, index, out):
-    """``out``_i += Σ_l |(x − c)_li + shift[index_l, i]| over a block (`_dimension_terms`)."""
-    for row in range(stacked.shape[0]):
-        for i in range(shift.shape[1]):
-            out[i] += abs(stacked[row, i] + shift[index[row], i])
-
-
-@njit(cache=True, nogil=True)
-def _times_deviation(block, x, origins, index):
-    """``block`` (n, d_in) *= x − origins[index], x float32 (n, d_in)."""
-    n, d = block.shape
-    for row in range(n):
-        origin = origins[index[row]]
-        for j in range(d):
-            block[row, j] *= np.float64(x[row, j]) - origin[j]

@@ -68,7 +68,8 @@ def test_features_with_hog_gives_a_fourth_feature_type(square_clips):
 @pytest.mark.parametrize("command", ["train", "cv", "extract"])
 def test_hog_is_a_descriptor_option_of_every_command_that_describes(command):
     """(``evaluate``, ``predict`` and ``explain`` describe as their model says.)"""
-    from actionlrp.cli import _descriptor_params, build_parser
+    from actionlrp.cli import build_parser
+    from actionlrp.cli_commands import _descriptor_params
 
     argv = {"train": ["d", "--out", "m"], "cv": ["d"], "extract": ["d", "--out", "s"]}[command]
     args = build_parser().parse_args([command, *argv, "--hog"])
@@ -158,7 +159,8 @@ _DATASET = ["explain-dataset", "d", "--model", "m", "--out", "o"]
     ],
 )
 def test_both_explain_commands_take_a_named_rule(argv, expected):
-    from actionlrp.cli import _rule, build_parser
+    from actionlrp.cli import build_parser
+    from actionlrp.cli_commands import _rule
 
     rule = _rule(build_parser().parse_args(argv))
     assert (rule.name, rule.epsilon) == expected

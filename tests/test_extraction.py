@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_datasets import place
 
-from actionlrp import extraction
+from actionlrp import workers
 from actionlrp.datasets import Clip
 from actionlrp.descriptors import FEATURE_TYPES, DescriptorParams, describe
 from actionlrp.extraction import ExtractionResult, extract_descriptors
@@ -74,7 +74,7 @@ def test_second_run_reads_the_cache_and_extracts_nothing(good, tmp_path, monkeyp
     def no_extraction(*args, **kwargs):
         raise AssertionError("motion_field called although every clip is cached")
 
-    monkeypatch.setattr(extraction, "motion_field", no_extraction)
+    monkeypatch.setattr(workers, "motion_field", no_extraction)
     second = extract_descriptors(good, cache_dir=tmp_path, n_jobs=2)
     assert second.from_cache == (True,) * 3
     assert_same(first, second, exact=True)
@@ -131,14 +131,14 @@ def test_a_missing_file_is_a_failure_not_an_exception(good, tmp_path):
 
 
 def test_unexpected_exceptions_are_reported_with_their_type(good, tmp_path, monkeypatch):
-    real = extraction.describe
+    real = workers.describe
 
     def flaky(field, params=None):
         if field.codec == "mpeg4":
             raise RuntimeError("boom\nsecond line")
         return real(field, params)
 
-    monkeypatch.setattr(extraction, "describe", flaky)
+    monkeypatch.setattr(workers, "describe", flaky)
     result = extract_descriptors(good, cache=False, n_jobs=1)
     assert result.failures == ((good[1], f"{good[1]}: RuntimeError: boom second line"),)
     assert result.descriptors[0] is not None and result.descriptors[2] is not None
@@ -175,16 +175,16 @@ import os
 
 killer = os.environ.get("ACTIONLRP_TEST_KILLER")
 if killer:
-    import actionlrp.extraction as extraction
+    import actionlrp.workers as workers
 
-    real = extraction.motion_field
+    real = workers.motion_field
 
     def crashing(path, *args, **kwargs):
         if str(path) == killer:
             os._exit(1)  # what a segfault in the decoder looks like from the parent
         return real(path, *args, **kwargs)
 
-    extraction.motion_field = crashing
+    workers.motion_field = crashing
 """
 
 
@@ -197,9 +197,7 @@ def test_a_clip_that_kills_its_worker_is_reported_and_the_others_succeed(
     killer = tiny["left_h264"]
     monkeypatch.setenv("ACTIONLRP_TEST_KILLER", str(killer))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
-    monkeypatch.setattr(
-        extraction, "_process_context", lambda: multiprocessing.get_context("spawn")
-    )
+    monkeypatch.setattr(workers, "_process_context", lambda: multiprocessing.get_context("spawn"))
     paths = [tiny["right_h264"], killer, tiny["right_mpeg4"], tiny["left_mpeg4"], tiny["text"]]
     result = extract_descriptors(paths, cache=False, n_jobs=2)
     assert [p for p, _ in result.failures] == [killer, tiny["text"]]
@@ -222,7 +220,7 @@ def test_a_pool_found_broken_when_submitting_is_replaced_and_the_batch_goes_on(t
                 raise BrokenProcessPool("a worker died")
             return super().submit(fn, *args, **kwargs)
 
-    monkeypatch.setattr(extraction, "ProcessPoolExecutor", BreaksOnce)
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", BreaksOnce)
     paths = [tiny["right_h264"], tiny["left_h264"], tiny["right_mpeg4"], tiny["left_mpeg4"]]
     result = extract_descriptors(paths, cache=False, n_jobs=2, progress=False)
     assert not result.failures
@@ -264,7 +262,7 @@ def test_progress_bar_goes_to_stderr_on_a_terminal(good, tmp_path, monkeypatch, 
     ],
 )
 def test_bad_arguments_raise_before_any_clip_is_read(kwargs, message, tmp_path, monkeypatch):
-    monkeypatch.setattr(extraction, "motion_field", lambda *a, **k: pytest.fail("clip was read"))
+    monkeypatch.setattr(workers, "motion_field", lambda *a, **k: pytest.fail("clip was read"))
     with pytest.raises(ValueError, match=message):
         extract_descriptors([tmp_path / "x.mp4"], cache=False, **kwargs)
 

@@ -9,10 +9,11 @@ import pytest
 
 from actionlrp.descriptors import DescriptorParams, LocalDescriptors, describe
 from actionlrp.fisher import FisherEncoder
-from actionlrp.fisher_lrp import _roots, bin_relevance, descriptor_relevance
+from actionlrp.fisher_lrp import bin_relevance, descriptor_relevance
 from actionlrp.model import ActionModel
 from actionlrp.pyramid import KL_GRIDS, Pyramid
 from actionlrp.relevance import explain
+from actionlrp.still_root import _roots
 
 DIMS = {"hof": 7, "mbhx": 5}
 

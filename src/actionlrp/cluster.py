@@ -20,8 +20,8 @@ from actionlrp.descriptors import DescriptorParams
 from actionlrp.encoding import encode_one
 from actionlrp.entries import ExtractionSpec
 from actionlrp.errors import ActionLRPError
-from actionlrp.extraction import _extract_in_worker, _Job, _Outcome, worker_died
 from actionlrp.fisher import FisherEncoder
+from actionlrp.workers import _extract_in_worker, _Job, _Outcome, worker_died
 
 __all__ = ["close_clients", "connect", "encode_on_cluster", "run_on_cluster"]
 

@@ -3,14 +3,14 @@
 A descriptor's relevance reaches the motion field either evenly over its cube's voxels
 (`spread_relevance`, the paper's rule) or through its histogram bins to the vectors that filled
 them (`spread_bins`), and for MBH through the flow gradient to the vectors it differences
-(`gradient_relevance`). `still_reference` gives the motionless cubes a rule's still root is
-measured from.
+(`gradient_relevance`, in `actionlrp.gradient_lrp`). `still_reference` gives the motionless
+cubes a rule's still root is measured from (in `actionlrp.still_root`). Both are re-exported
+here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -31,7 +31,10 @@ from actionlrp.descriptors import (
     downscale,
     scale_factor,
 )
+from actionlrp.gradient_lrp import _frame_gradient_relevance
+from actionlrp.gradient_lrp import gradient_relevance as gradient_relevance
 from actionlrp.hog import HOG_BINS, _spread_hog_time_cells
+from actionlrp.still_root import still_reference as still_reference
 from actionlrp.video import MotionField
 
 if TYPE_CHECKING:
@@ -440,7 +443,20 @@ def _spread_time_cells(
                             hist[y, x, N_ORIENTATIONS] += extra
         # A_ob / H_ob of the cells o, gathered onto the grid cells (`_bin_shares`)
         _bin_shares(
-            hist, relevance, rows, first, y0, x0, cs, cf, tc, acc, even, used, h, gathered,
+            hist,
+            relevance,
+            rows,
+            first,
+            y0,
+            x0,
+            cs,
+            cf,
+            tc,
+            acc,
+            even,
+            used,
+            h,
+            gathered,
             gathered_even,
         )
         for k in range(cf):
@@ -462,101 +478,6 @@ def _spread_time_cells(
                 out[t] += voxels
 
 
-def gradient_relevance(field_: MotionField, relevance: np.ndarray, feature: str) -> np.ndarray:
-    """The relevance step of the gradient layer of MBH: from gradient voxels to flow vectors.
-
-    The gradient ``g = (D_x c, D_y c)`` of one flow component ``c`` (central differences,
-    one-sided at the edges, as `describe` takes it) is linear and blind to a constant flow, so
-    its magnitude splits exactly over the vectors it differences around any constant root
-    ``c̃`` (design §5, the z-rule of a linear layer taken from a root point):
-    ``|g_v| = Σ_i (g_v · ∂g_v/∂c_i)(c_i − c̃) / |g_v|``. ``c̃`` is the frame's median of the
-    component, its camera motion, so a motion boundary's relevance goes to the side that moves
-    against the background rather than half to each. Voxel v's relevance goes to vector i in
-    that proportion: ``R_i = (c_i − c̃) · (D_xᵀ a_x + D_yᵀ a_y)_i`` with ``a = R_v g_v / |g_v|²``.
-    Where ``g_v = 0`` the relevance stays on v. Σ R_i = Σ R_v to round-off.
-
-    Parameters
-    ----------
-    field_ : MotionField
-        The field, (T, gh, gw, 2).
-    relevance : ndarray, shape (T, gh, gw)
-        Relevance of each gradient voxel of ``feature`` (``"mbhx"``: of dx, ``"mbhy"``: of dy).
-    feature : str
-        ``"mbhx"`` or ``"mbhy"``.
-
-    Returns
-    -------
-    ndarray, shape (T, gh, gw), float64
-    """
-    if feature not in ("mbhx", "mbhy"):
-        raise ValueError(f"feature must be 'mbhx' or 'mbhy', got {feature!r}")
-    relevance = np.asarray(relevance, np.float64)
-    if relevance.shape != field_.grid_shape:
-        raise ValueError(f"relevance must have shape {field_.grid_shape}, got {relevance.shape}")
-    t, gh, gw = field_.grid_shape
-    if gh < 2 or gw < 2 or t == 0:
-        return relevance.copy()
-    component = np.ascontiguousarray(field_.flow[..., 0 if feature == "mbhx" else 1], np.float32)
-    out = np.zeros_like(relevance)
-    _gradient_relevance(component, np.ascontiguousarray(relevance), out)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _gradient_relevance(component, relevance, out):
-    """`gradient_relevance` of ``component`` (t, gh ≥ 2, gw ≥ 2), added into ``out``."""
-    adjoint = np.empty(relevance.shape[1:])
-    for f in range(relevance.shape[0]):
-        _frame_gradient_relevance(component[f], relevance[f], adjoint, out[f])
-
-
-@njit(inline="always")
-def _float64_gradient(c, r, x):
-    """(∂c/∂x, ∂c/∂y) at (r, x) in float64: central differences, one-sided at the edges."""
-    gh, gw = c.shape
-    lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
-    gx = (np.float64(c[r, hi]) - np.float64(c[r, lo])) * (0.5 if hi - lo == 2 else 1.0)
-    lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
-    gy = (np.float64(c[hi, x]) - np.float64(c[lo, x])) * (0.5 if hi - lo == 2 else 1.0)
-    return gx, gy
-
-
-@njit(inline="always")
-def _frame_gradient_relevance(c, relevance, adjoint, out):
-    """One frame of `gradient_relevance`: component ``c`` (gh, gw), voxel ``relevance``
-    (gh, gw); the vectors' relevance is added into ``out`` (gh, gw). A gradient counts as 0
-    at or under 1e-12 × the frame's largest |g|² (round-off)."""
-    gh, gw = c.shape
-    root = np.median(c)
-    top = 0.0
-    for r in range(gh):
-        for x in range(gw):
-            gx, gy = _float64_gradient(c, r, x)
-            top = max(top, gx * gx + gy * gy)
-    floor = 1e-12 * max(top, 1e-300)
-    adjoint[:] = 0.0
-    for r in range(gh):
-        for x in range(gw):
-            gx, gy = _float64_gradient(c, r, x)
-            square = gx * gx + gy * gy
-            if square <= floor:
-                out[r, x] += relevance[r, x]
-                continue
-            # a = R g / |g|², scattered by Dᵀ: the weights of g's central or edge differences
-            share = relevance[r, x] / square
-            lo, hi = max(x - 1, 0), min(x + 1, gw - 1)
-            ax = share * gx * (0.5 if hi - lo == 2 else 1.0)
-            adjoint[r, hi] += ax
-            adjoint[r, lo] -= ax
-            lo, hi = max(r - 1, 0), min(r + 1, gh - 1)
-            ay = share * gy * (0.5 if hi - lo == 2 else 1.0)
-            adjoint[hi, x] += ay
-            adjoint[lo, x] -= ay
-    for r in range(gh):
-        for x in range(gw):
-            out[r, x] += (c[r, x] - root) * adjoint[r, x]
-
-
 def _downscale_boxes(boxes: np.ndarray, factor: int) -> np.ndarray:
     out = boxes.copy()
     out[:, 2:] //= factor
@@ -571,52 +492,3 @@ def _upsample(values: np.ndarray, factor: int, grid: tuple[int, int, int]) -> np
     per = counts.reshape(values.shape[1], factor, values.shape[2], factor).sum(axis=(1, 3))
     share = np.divide(values, per, out=np.zeros_like(values), where=per > 0)
     return np.repeat(np.repeat(share, factor, axis=1), factor, axis=2)[:, :gh, :gw]
-
-
-def still_reference(
-    field_: MotionField, desc: LocalDescriptors, params: DescriptorParams | None = None
-) -> tuple[LocalDescriptors, np.ndarray]:
-    """The descriptor of a motionless cube at each scale, and which one each of ``desc`` is.
-
-    A reference point for the relevance step (`fisher_lrp.bin_relevance`): "no motion
-    here". Made by describing an all-zero motion field, so it is exactly what a still cube gives;
-    with HOG, of a flat picture too (no luma gradient: a HOG of zeros).
-
-    Returns
-    -------
-    reference : LocalDescriptors
-        One row per cube size of ``params``.
-    index : ndarray of int, shape (N,)
-        The row of ``reference`` of each descriptor's scale (by its box size).
-    """
-    params = params or DescriptorParams(hog="hog" in desc.features)
-    factor = scale_factor(field_.width, params.max_width)
-    reference = _still_descriptors(dataclasses.replace(params, max_width=None), field_.cell)
-    sides = np.asarray(reference.boxes[:, 3] - reference.boxes[:, 2])
-    order = np.argsort(sides, kind="stable")
-    place = np.searchsorted(sides[order], (desc.boxes[:, 3] - desc.boxes[:, 2]) // factor)
-    return reference, order[np.minimum(place, len(sides) - 1)].astype(np.intp)
-
-
-@functools.lru_cache(maxsize=16)
-def _still_descriptors(params: DescriptorParams, cell: int) -> LocalDescriptors:
-    """One motionless cube per size of ``params``, described (read-only arrays, shared)."""
-    rows = []
-    for size, stride in zip(params.cube_px, params.strides(), strict=True):
-        grid = (_TIME_CELLS * params.cell_frames, size // cell, size // cell)
-        still = MotionField(
-            flow=np.zeros((*grid, 2), "f4"),
-            frame_types=np.array(["P"] * (_TIME_CELLS * params.cell_frames)),
-            has_vectors=np.ones(_TIME_CELLS * params.cell_frames, bool),
-            timestamps=np.zeros(_TIME_CELLS * params.cell_frames),
-            width=size,
-            height=size,
-            fps=25.0,
-            cell=cell,
-            hog=np.zeros((*grid, HOG_BINS), "f4") if params.hog else None,  # a flat picture
-        )
-        rows.append(describe(still, dataclasses.replace(params, cube_px=(size,), stride_px=stride)))
-    reference = LocalDescriptors.concatenate(rows)
-    for array in (*reference.features.values(), reference.boxes):
-        array.flags.writeable = False
-    return reference

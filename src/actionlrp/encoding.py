@@ -5,7 +5,7 @@ runs wherever the clips are encoded, and every row lands at its clip's index: th
 their order are those of one process (`FisherEncoder.transform`), bit for bit.
 
 * **Local processes** (``n_jobs`` > 1, no cluster): started as extraction's are (forkserver,
-  preloaded: `actionlrp.extraction._process_context`), each given the fitted encoder once. A
+  preloaded: `actionlrp.workers._process_context`), each given the fitted encoder once. A
   stored clip travels to its worker as its entry's path and is read there; a clip in memory as
   its descriptors. A worker holds one batch of clips at a time, so its memory does not grow with
   the dataset. Each worker's BLAS runs one thread (threadpoolctl), so ``n_jobs`` workers keep
@@ -182,7 +182,7 @@ def _encode_in_processes(
     out: np.ndarray | DiskMatrix | None = None,
 ) -> np.ndarray | DiskMatrix:
     """Rows of ``clips`` (descriptors or entry paths) from ``n_jobs`` worker processes."""
-    from actionlrp.extraction import _process_context
+    from actionlrp.workers import _process_context
 
     rows = np.empty((len(clips), encoder.fv_dim_), np.float32) if out is None else out
     batches = _batches(sizes, n_jobs)

@@ -9,8 +9,8 @@ With a_d split into its mean and variance parts, the sum over d is ``x P + (x∘
 component (`_relevance_terms`), so R(2) costs three matrix products over blocks of descriptors,
 the price of one encoding; no N × D matrix is built. Each term belongs to one input dimension of
 the encoded descriptor, which gives R(2) per histogram bin (`bin_relevance`); with PCA the
-projection is one more ε-rule layer on the way to the bins. With a still root every
-contribution is measured from that of a motionless cube (`descriptors_lrp.still_reference`).
+projection is one more ε-rule layer on the way to the bins (`actionlrp.pca_lrp`). With a still
+root every contribution is measured from that of a motionless cube (`actionlrp.still_root`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from actionlrp._scratch import _Workspace, _workspace
 from actionlrp.descriptors import LocalDescriptors
-from actionlrp.descriptors_lrp import row_sums, still_reference
+from actionlrp.descriptors_lrp import row_sums
 from actionlrp.fisher import FisherEncoder, SoftAssignments, _n_descriptors, atom_groups
+from actionlrp.pca_lrp import _abs_sums, _alpha_beta, _times_deviation
 from actionlrp.rules import EpsilonUnit, Rule
+from actionlrp.still_root import _roots, _still_root
 
 if TYPE_CHECKING:
     from actionlrp.relevance import Forward
@@ -387,49 +389,6 @@ def bin_relevance(
     return r2, float(r3.sum() - sum(float(row_sums(r).sum()) for r in r2.values()))
 
 
-def _roots(
-    encoder: FisherEncoder,
-    reference: LocalDescriptors,
-    reference_index: np.ndarray | None,
-    atoms: np.ndarray,
-) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """The still root of a clip whose descriptors lie in pyramid ``atoms`` (N,): each
-    descriptor's root, ``atom · S + s`` with s its reference row; γ⁰ and [x⁰′, x⁰′∘x⁰′] of the S
-    reference rows per feature type; and Ψ⁰ (D,)."""
-    n, s_rows = len(atoms), len(reference)
-    index = np.zeros(n, np.intp) if reference_index is None else reference_index
-    index = atoms * s_rows + np.asarray(index, np.intp)
-    uses = np.bincount(index, minlength=encoder._n_atoms * s_rows)
-    uses = uses.reshape(encoder._n_atoms, s_rows)
-    uses = uses.astype(np.float64)
-    counts = encoder.channel_counts(atoms)
-    # Ψ⁰_c = Σ_{l in c} z⁰_l: the statistics of reference row s, as often as descriptors of the
-    # channel deviate from it
-    roots = {f: next(encoder._compute_chunks(reference, f)) for f in encoder.blocks_}
-    psi_ref = []
-    for f, (g0, x0) in roots.items():
-        s0 = encoder.channel_sums(uses @ g0)
-        s12 = encoder.channel_sums(np.einsum("as,sk,sj->akj", uses, g0, x0))
-        k, d = encoder.n_components, encoder.dims_[f]
-        for c in range(encoder.n_channels_):
-            if counts[c] > 0:
-                psi_ref.append(encoder._psi_of_sums(f, s0[c], s12[c], counts[c]))
-            else:
-                psi_ref.append(np.zeros(2 * k * d))
-    return index, roots, np.concatenate(psi_ref)
-
-
-def _still_root(encoder: FisherEncoder, forward: Forward) -> tuple[LocalDescriptors, tuple]:
-    """The motionless cubes of a clip (`still_reference`) and their `_roots`, derived once per
-    forward pass."""
-    if "still root" not in forward.memo:
-        desc = forward.descriptors
-        reference, index = still_reference(forward.field, desc, forward.params)
-        atoms = encoder.atoms(desc)
-        forward.memo["still root"] = (reference, _roots(encoder, reference, index, atoms))
-    return forward.memo["still root"]
-
-
 def kept_shares(encoder: FisherEncoder, forward: Forward, rule: Rule) -> np.ndarray:
     """The share of each dimension's R(3) that the Fisher layer keeps (does not pass on).
 
@@ -559,106 +518,3 @@ def _dimension_terms(stacked, g, ref_value, index, divide, shift, eps_abs, out):
             denominator = x + shift[s, i]
             denominator += eps_abs[i] if denominator >= 0 else -eps_abs[i]
             out[row, i] = value / denominator if denominator != 0 else 0.0
-
-
-def _alpha_beta(
-    relevance: np.ndarray,
-    x: np.ndarray,
-    origins: np.ndarray,
-    rows: np.ndarray,
-    projected: np.ndarray,
-    components: tuple[np.ndarray, np.ndarray],
-    work: _Workspace,
-    out: np.ndarray,
-) -> None:
-    """The PCA layer by the α1β0 rule about each output's sign, into ``out`` (n, d_in).
-
-    x′_li = Σ_j z_lij with z_lij = W_ij δ_lj, δ = x − origin (``projected``: x′, (n, d); the
-    origin of descriptor l is ``origins[rows[l]]``). Output i hands R_li (``relevance``) to the
-    inputs whose z has the sign σ_li of x′_li, in proportion to it: exactly conservative, no ε.
-    As [z]_σ = (z + σ|z|)/2 and |z_lij| = |W_ij||δ_lj|, the sums are matrix products:
-    S_σ = (x′ + σ |δ||W|ᵀ)/2 and R_lj = ½ δ_lj (q W)_lj + ½ |δ_lj| ((σ q) |W|)_lj with
-    q = R / S_σ. ``components``: W and |W|, (d, d_in) each.
-    """
-    weights, magnitudes = components
-    n, d = relevance.shape
-    d_in = x.shape[1]
-    deviation = work.array("ab δ", (n, d_in), np.float64)
-    size = work.array("ab |δ|", (n, d_in), np.float64)
-    moved = work.array("ab moved", (n,), np.intp)
-    m = _deviations(x, origins, rows, deviation, size, moved)  # rows at their origin pass nothing
-    out[...] = 0.0
-    if m == 0:
-        return
-    deviation, size, moved = deviation[:m], size[:m], moved[:m]
-    relevance, projected = relevance[moved], projected[moved]
-    spread = np.matmul(size, magnitudes.T, out=work.array("ab spread", (m, d), np.float64))
-    share = work.array("ab q", (m, d), np.float64)
-    signed = work.array("ab σq", (m, d), np.float64)
-    _shares(relevance, projected, spread, share, signed)
-    front = np.matmul(share, weights, out=work.array("ab front", (m, d_in), np.float64))
-    back = np.matmul(signed, magnitudes, out=work.array("ab back", (m, d_in), np.float64))
-    _combine_halves(out, moved, front, deviation, size, back)
-
-
-@njit(cache=True, nogil=True)
-def _deviations(x, origins, rows, deviation, size, moved):
-    """δ = x − origins[rows] (x float32) and |δ| of the rows where δ ≠ 0, packed into the first
-    m rows of ``deviation`` and ``size`` (n, d_in) float64, their indices in ``moved``; m."""
-    n, d = deviation.shape
-    m = 0
-    for row in range(n):
-        origin = origins[rows[row]]
-        any_ = False
-        for j in range(d):
-            value = np.float64(x[row, j]) - origin[j]
-            deviation[m, j] = value
-            size[m, j] = abs(value)
-            any_ = any_ or value != 0.0
-        if any_:
-            moved[m] = row
-            m += 1
-    return m
-
-
-@njit(cache=True, nogil=True)
-def _shares(relevance, projected, spread, share, signed):
-    """q = 2R / (x′ + σ Σ|z|) (0 where that is 0) and σq, σ = sign x′ (+1 at 0)."""
-    n, d = relevance.shape
-    for row in range(n):
-        for i in range(d):
-            sign = 1.0 if projected[row, i] >= 0 else -1.0
-            chosen = projected[row, i] + sign * spread[row, i]
-            q = 2.0 * relevance[row, i] / chosen if chosen != 0 else 0.0
-            share[row, i] = q
-            signed[row, i] = sign * q
-
-
-@njit(cache=True, nogil=True)
-def _combine_halves(out, moved, front, deviation, size, back):
-    """``out[moved[k]]`` = ½ (δ ∘ front + |δ| ∘ back)[k] for the m packed rows."""
-    m, d = front.shape
-    for k in range(m):
-        row = moved[k]
-        for j in range(d):
-            out[row, j] = 0.5 * (deviation[k, j] * front[k, j] + size[k, j] * back[k, j])
-
-
-@njit(cache=True, nogil=True)
-def _abs_sums(stacked, shift, index, out):
-    """``out``_i += Σ_l |(x − c)_li + shift[index_l, i]| over a block (`_dimension_terms`)."""
-    for row in range(stacked.shape[0]):
-        for i in range(shift.shape[1]):
-            out[i] += abs(stacked[row, i] + shift[index[row], i])
-
-
-@njit(cache=True, nogil=True)
-def _times_deviation(block, x, origins, index):
-    """``block`` (n, d_in) *= x − origins[index], x float32 (n, d_in)."""
-    n, d = block.shape
-    for row in range(n):
-        origin = origins[index[row]]
-        for j in range(d):
-            block[row, j] *= np.float64(x[row, j]) - origin[j]
-
-

@@ -55,7 +55,7 @@ def brute_force_z(enc: FisherEncoder, desc: LocalDescriptors, gamma=None) -> np.
     """z_ld, descriptor by descriptor and component by component (design §3), shape (N, D)."""
     n = len(desc)
     blocks = []
-    for f in enc.feature_types:
+    for f in enc.feature_types_:
         x = enc.project(desc, f)
         g = enc.soft_assignments(desc, f) if gamma is None else gamma[f]
         mu, sigma, pi = enc.means_[f], enc.sigmas_[f], enc.weights_[f]
@@ -88,7 +88,7 @@ def permuted(desc: LocalDescriptors, order: np.ndarray) -> LocalDescriptors:
 def mixture_like(enc: FisherEncoder) -> LocalDescriptors:
     rng = np.random.default_rng(0)
     return LocalDescriptors(
-        {f: enc.means_[f][rng.integers(0, K, 10)].astype(np.float32) for f in enc.feature_types}
+        {f: enc.means_[f][rng.integers(0, K, 10)].astype(np.float32) for f in enc.feature_types_}
     )
 
 
@@ -324,7 +324,7 @@ def test_state_round_trip_through_json_and_npz_gives_identical_fisher_vectors(
     with np.load(tmp_path / "fisher.npz", allow_pickle=False) as data:
         state = {name: data[name] for name in data.files}
     rebuilt = FisherEncoder.from_state(params, state)
-    assert rebuilt.feature_types == pca_encoder.feature_types
+    assert rebuilt.feature_types_ == pca_encoder.feature_types_
     assert rebuilt.blocks_ == pca_encoder.blocks_
     for desc in clips[:2]:
         np.testing.assert_array_equal(rebuilt.encode(desc).psi, pca_encoder.encode(desc).psi)
@@ -394,11 +394,19 @@ def test_em_stopping_at_max_iter_is_recorded_not_warned_raw(clips):
     assert unconverged_note([], 100) is None
 
 
-def test_a_feature_type_the_encoder_leaves_out_is_said(clips):
+def test_the_encoder_encodes_every_type_the_descriptors_have_unless_told(clips, tmp_path):
+    rng = np.random.default_rng(7)
     extra = [
-        LocalDescriptors({**c.features, "hog": np.ones((len(c), 3), np.float32)}, c.boxes)
+        LocalDescriptors({**c.features, "hog": rng.random((len(c), 3)).astype(np.float32)}, c.boxes)
         for c in clips
     ]
     assert tuple(DIMS) == FEATURE_TYPES
-    with pytest.warns(UserWarning, match=r"also have \['hog'\].*leaves out"):
-        FisherEncoder(n_components=K, max_iter=5).fit(extra)
+    every = FisherEncoder(n_components=K, max_iter=5).fit(extra)
+    assert every.feature_types is None and every.feature_types_ == (*FEATURE_TYPES, "hog")
+    assert every.fv_dim_ == 2 * K * (sum(DIMS.values()) + 3)
+    chosen = FisherEncoder(n_components=K, max_iter=5, feature_types=FEATURE_TYPES).fit(extra)
+    assert chosen.feature_types_ == FEATURE_TYPES
+    assert chosen.fv_dim_ == 2 * K * sum(DIMS.values())
+    rebuilt = FisherEncoder.from_state(every.get_params(), every.get_state())
+    assert rebuilt.feature_types_ == every.feature_types_
+    np.testing.assert_array_equal(rebuilt.transform(extra[:2]), every.transform(extra[:2]))

@@ -157,7 +157,7 @@ def test_bin_relevance_from_a_root_sums_the_channels_it_feeds(encoders, pca_rule
     expected = {f: np.zeros((len(desc), d)) for f, d in DIMS.items()}
     for c, rows in enumerate(_channel_rows(pyramid, desc)):
         r3_c = np.concatenate(
-            [r3[pyramid.blocks_[f]].reshape(24, -1)[c] for f in plain.feature_types]
+            [r3[pyramid.blocks_[f]].reshape(24, -1)[c] for f in plain.feature_types_]
         )
         part, _ = bin_relevance(
             plain, _take(desc, rows), r3_c, 1e-3, reference_index=index[rows], **options

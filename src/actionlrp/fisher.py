@@ -40,7 +40,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from actionlrp._scratch import _Workspace, _workspace
-from actionlrp.descriptors import FEATURE_TYPES, LocalDescriptors
+from actionlrp.descriptors import LocalDescriptors
 from actionlrp.errors import EmptyClipError
 
 if TYPE_CHECKING:
@@ -137,8 +137,9 @@ class FisherEncoder(BaseEstimator):
         applies to every feature type, a dict gives it per type (missing types: no PCA).
     max_samples : int, default 100_000
         Descriptors sampled uniformly over all training clips to fit PCA and GMM.
-    feature_types : tuple of str, default ("hof", "mbhx", "mbhy")
-        Feature types encoded, in the order of their blocks in Ψ.
+    feature_types : tuple of str or None, default None
+        Feature types encoded, in the order of their blocks in Ψ. None: every type the first
+        training clip's descriptors have, in the order hof, mbhx, mbhy, hog.
     reg_covar : float, default 1e-4
         Added to the GMM's variances, in squared descriptor units.
     max_iter : int, default 100
@@ -154,8 +155,10 @@ class FisherEncoder(BaseEstimator):
 
     Attributes
     ----------
+    feature_types_ : tuple of str
+        The feature types encoded (``feature_types``, or those the descriptors had).
     input_dims_ : dict of str to int
-        Descriptor dimensions per feature type (108, 96, 96).
+        Descriptor dimensions per feature type (108, 96, 96, 96).
     dims_ : dict of str to int
         d per feature type after PCA.
     pca_mean_, pca_components_ : dict of str to ndarray
@@ -187,7 +190,7 @@ class FisherEncoder(BaseEstimator):
         n_components: int = 256,
         pca_dims: int | Mapping[str, int | None] | None = None,
         max_samples: int = 100_000,
-        feature_types: Sequence[str] = FEATURE_TYPES,
+        feature_types: Sequence[str] | None = None,
         reg_covar: float = 1e-4,
         max_iter: int = 100,
         tol: float = 3e-2,
@@ -237,7 +240,7 @@ class FisherEncoder(BaseEstimator):
         """
         check_is_fitted(self, "weights_")
         state = {}
-        for f in self.feature_types:
+        for f in self.feature_types_:
             state[f"{f}/weights"] = self.weights_[f]
             state[f"{f}/means"] = self.means_[f]
             state[f"{f}/sigmas"] = self.sigmas_[f]
@@ -424,7 +427,7 @@ class FisherEncoder(BaseEstimator):
         Parameters
         ----------
         desc : LocalDescriptors
-            N ≥ 1 descriptors with every type of ``feature_types``.
+            N ≥ 1 descriptors with every type of ``feature_types_``.
         keep_assignments : bool
             Also return the soft assignments and centred descriptors, for the relevance step
             (where they take at most `KEPT_ENTRIES` numbers per feature type).
@@ -446,17 +449,17 @@ class FisherEncoder(BaseEstimator):
             finite.
         """
         check_is_fitted(self, "weights_")
-        n = _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
+        n = _n_descriptors(desc, self.feature_types_, self.input_dims_)
         assignments = None
         if keep_assignments and n * (self.n_components + 2 * max(self.dims_.values())) <= (
             KEPT_ENTRIES
         ):
             work = _Workspace() if work is None else work
-            kept = {f: list(self._compute_chunks(desc, f, work)) for f in self.feature_types}
+            kept = {f: list(self._compute_chunks(desc, f, work)) for f in self.feature_types_}
             assignments = SoftAssignments(desc, kept)
         atoms = self.atoms(desc)
         psi = np.concatenate(
-            [self._psi_block(desc, f, atoms, assignments) for f in self.feature_types]
+            [self._psi_block(desc, f, atoms, assignments) for f in self.feature_types_]
         )
         if not np.all(np.isfinite(psi)):
             raise ValueError("desc: descriptors are not finite (NaN or infinity in features)")
@@ -512,7 +515,7 @@ class FisherEncoder(BaseEstimator):
         """
         check_is_fitted(self, "weights_")
         self._check_feature(feature)
-        _n_descriptors(desc, tuple(self.feature_types), self.input_dims_)
+        _n_descriptors(desc, self.feature_types_, self.input_dims_)
         return np.concatenate([gamma for gamma, _ in self._chunks(desc, feature)])
 
     def project(self, desc: LocalDescriptors, feature: str) -> np.ndarray:
@@ -526,7 +529,7 @@ class FisherEncoder(BaseEstimator):
 
     def _check_feature(self, feature: str) -> None:
         if feature not in self.blocks_:
-            raise ValueError(f"feature must be one of {tuple(self.feature_types)}, got {feature!r}")
+            raise ValueError(f"feature must be one of {self.feature_types_}, got {feature!r}")
 
 
 def atom_groups(atoms: np.ndarray, n_atoms: int) -> Iterator[tuple[int, np.ndarray | slice]]:

@@ -15,14 +15,14 @@ projection and the log-likelihood weights of one GEMM (`actionlrp.fisher._Block`
 
 from __future__ import annotations
 
-import warnings
+import itertools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
 
-from actionlrp.descriptors import FEATURE_TYPES, LocalDescriptors
+from actionlrp.descriptors import ALL_FEATURE_TYPES, LocalDescriptors
 from actionlrp.fisher import FisherEncoder, _Block, _n_descriptors
 from actionlrp.gmm import DiagonalGMM
 from actionlrp.pyramid import Pyramid
@@ -31,7 +31,12 @@ from actionlrp.pyramid import Pyramid
 def fit(encoder: FisherEncoder, descriptors: Iterable[LocalDescriptors]) -> FisherEncoder:
     """`FisherEncoder.fit`: PCA (optional) and a diagonal GMM per feature type, fitted on a
     uniform sample of the descriptors; ``encoder`` fitted in place and returned."""
-    types = _check_params(encoder)
+    descriptors = iter(descriptors)
+    first = next(descriptors, None)
+    if first is None:
+        raise ValueError("descriptors: no clips given to fit the Fisher encoder")
+    types = _check_params(encoder, first.features)
+    descriptors = itertools.chain([first], descriptors)
     samples = _sample(encoder, descriptors, types)
     encoder.input_dims_ = {f: samples[f].shape[1] for f in types}
     encoder.pca_mean_, encoder.pca_components_ = {}, {}
@@ -76,7 +81,7 @@ def from_state(
     if params.get("pyramid") is not None:
         params["pyramid"] = tuple(tuple(g) for g in params["pyramid"])
     encoder = cls(**params)
-    types = _check_params(encoder)
+    types = _check_params(encoder, {f: None for f in ALL_FEATURE_TYPES if f"{f}/weights" in state})
     encoder.pca_mean_, encoder.pca_components_ = {}, {}
     encoder.weights_, encoder.means_, encoder.sigmas_ = {}, {}, {}
     encoder.input_dims_ = {}
@@ -128,8 +133,14 @@ def from_state(
     return encoder
 
 
-def _check_params(encoder: FisherEncoder) -> tuple[str, ...]:
-    types = tuple(encoder.feature_types)
+def _check_params(encoder: FisherEncoder, present: Mapping | None) -> tuple[str, ...]:
+    """Check ``encoder``'s parameters and set ``feature_types_``: ``feature_types``, or the
+    types ``present`` has (those of the first training clip, or of a saved state)."""
+    if encoder.feature_types is not None:
+        types = tuple(encoder.feature_types)
+    else:
+        types = tuple(f for f in ALL_FEATURE_TYPES if f in (present or {}))
+    encoder.feature_types_ = types
     if not types or len(set(types)) != len(types):
         raise ValueError(f"feature_types must be distinct and non-empty, got {types!r}")
     if not isinstance(encoder.n_components, int | np.integer) or encoder.n_components < 1:
@@ -177,13 +188,6 @@ def _sample(
         n = _n_descriptors(desc, types, dims, allow_empty=True)
         if dims is None and n > 0:
             dims = {f: desc.features[f].shape[1] for f in types}
-            left_out = sorted(set(desc.features) - set(types))
-            if left_out and types == FEATURE_TYPES:  # the default, not a chosen subset
-                warnings.warn(
-                    f"descriptors also have {left_out}, which the default feature_types "
-                    f"{types} leaves out of the Fisher vector; list every type to encode it",
-                    stacklevel=4,
-                )
         n_clips += 1
         n_total += n
         key = rng.random(n)

@@ -126,7 +126,7 @@ def descriptor_relevance(
     a = np.asarray(a, np.float64)
     if a.shape != (encoder.fv_dim_,):
         raise ValueError(f"a must have shape ({encoder.fv_dim_},) like Ψ, got {a.shape}")
-    _n_descriptors(desc, tuple(encoder.feature_types), encoder.input_dims_)
+    _n_descriptors(desc, encoder.feature_types_, encoder.input_dims_)
     atoms = encoder.atoms(desc)
     return {
         f: _relevance_block(encoder, desc, f, a[encoder.blocks_[f]], atoms, assignments)
@@ -354,7 +354,7 @@ def bin_relevance(
         Σ_d R(3)_d − Σ R(2), the relevance both stabilisers kept.
     """
     r3, psi = _relevance_inputs(encoder, desc, r3, epsilon, psi)
-    n = _n_descriptors(desc, tuple(encoder.feature_types), encoder.input_dims_)
+    n = _n_descriptors(desc, encoder.feature_types_, encoder.input_dims_)
     if out is None:
         out = {f: np.empty((n, encoder.input_dims_[f])) for f in encoder.blocks_}
     atoms = encoder.atoms(desc)

@@ -153,7 +153,7 @@ def occlusion(
         raise ValueError(f"region_frames must be ≥ 1, got {region_frames}")
     if descriptors is None:
         descriptors = describe(field, params)
-    types = tuple(encoder.feature_types)
+    types = encoder.feature_types_
     n = _n_descriptors(descriptors, types, encoder.input_dims_)
     classes = [str(c) for c in model.classes_]
 

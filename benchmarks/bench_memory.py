@@ -48,6 +48,7 @@ import psutil
 from actionlrp import features
 from actionlrp import model as model_module
 from actionlrp.classifier import LinearClassifier
+from actionlrp.entries import ExtractionSpec
 from actionlrp.fisher import FisherEncoder
 from actionlrp.model import ActionModel
 from actionlrp.store import FeatureStore
@@ -150,15 +151,17 @@ def measure(store: Path, n: int, pyramid: bool = False) -> dict:
 
 
 def ensure_stores() -> tuple[Path, Path]:
-    """bench_store.py's ``small-2`` and ``hmdb_like-2`` stores, extracted if absent."""
+    """bench_store.py's ``small-2`` and ``hmdb_like-2`` stores, extracted if absent or made at
+    other defaults."""
     from bench_store import dataset, extract
 
     needed = {"small-2": ("small", {"classes": 6, "clips_per_class": 90}),
               "hmdb_like-2": ("hmdb_like", {"classes": 6, "clips_per_class": 8, "width": 320,
                                             "height": 240, "n_frames": 94})}
     for name, (data, kwargs) in needed.items():
-        if not FeatureStore.is_store(STORES / name):
-            extract(name, dataset(data, **kwargs), 2)
+        store = STORES / name
+        if not FeatureStore.is_store(store) or FeatureStore.open(store).spec != ExtractionSpec():
+            extract(name, dataset(data, **kwargs), 2)  # absent, or of other defaults
     return STORES / "small-2", STORES / "hmdb_like-2"
 
 

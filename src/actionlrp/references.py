@@ -211,7 +211,8 @@ class _ReferenceMatcher:
     def add(self, usable: bool | None, anchor: bool, builder) -> None:
         """Consuming thread: the next frame came, its luma stored (``usable`` or not) or not;
         ``anchor``: an I- or P-frame. Matches the frames whose references have all come, a
-        `batch` at a time. ``builder`` is the `actionlrp.codec._FieldBuilder` (see `match`)."""
+        `batch` at a time. ``builder`` is the `actionlrp._field_builder._FieldBuilder` (see
+        `match`)."""
         self.enabled &= builder.ranks_usable
         self.usable[self.n % self.n_slots] = bool(usable) and self.enabled
         self.n += 1
@@ -225,9 +226,10 @@ class _ReferenceMatcher:
     def match(self, builder, upto: int) -> None:
         """Scale the vectors of frames ``resolved … upto − 1`` by their reference distances.
 
-        ``builder`` is the `actionlrp.codec._FieldBuilder` of the frames: its picture structure
-        (``kind``, ``rank``, ``display_of_rank``, ``reference_of_rank``: `_distances`), its
-        queued vectors (``raster``, from frame ``taken`` on), whose ``motion_scale`` is
+        ``builder`` is the `actionlrp._field_builder._FieldBuilder` of the frames: its picture
+        structure (``kind``, ``rank``, ``display_of_rank``, ``reference_of_rank``:
+        `_distances`), its queued vectors (``raster``, from frame ``taken`` on), whose
+        ``motion_scale`` is
         multiplied in place by each vector's distance in frames, and ``matched``, set per frame
         to whether its vectors now carry their distances (else the structural one applies).
         """

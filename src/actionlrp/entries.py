@@ -178,8 +178,9 @@ def write_entry(
     """Write an entry (``.npz``, arrays only) atomically: a temporary file, then ``os.replace``.
 
     ``compress``: deflate at level 1, a third of the size for about the cost of the extraction
-    (level 6, ``np.savez_compressed``'s, costs twice that for 5 % less). ``source``: ``key``,
-    ``content`` (sha256), ``source_size`` and ``source_mtime_ns`` of the clip. ``durable``:
+    (level 6, ``np.savez_compressed``'s, costs twice that for 5 % less): a feature store's
+    entries are, the cache's not (it was a fifth of an empty-cache ``evaluate``). ``source``:
+    ``key``, ``content`` (sha256), ``source_size`` and ``source_mtime_ns`` of the clip. ``durable``:
     fsync before the rename, so a power cut leaves the old state or the whole entry. On any
     error the temporary file is removed and the exception (an `OSError`) goes to the caller.
     """

@@ -122,11 +122,8 @@ def _extract_in_worker(job: _Job, spec: ExtractionSpec) -> _Outcome:
     if source is not None:
         done["key"] = source["key"]
         try:
-            # A store's entries are deflated (a third of the size); the cache's are not: their
-            # compression took a fifth of an empty-cache `evaluate`.
-            write_entry(
-                job.entry, desc, n_frames, transcoded, job.strict, source, durable=job.strict
-            )
+            strict = job.strict  # a store's entry: deflated and fsynced; the cache's: neither
+            write_entry(job.entry, desc, n_frames, transcoded, strict, source, durable=strict)
         except OSError as exc:
             if job.strict:
                 return _Outcome(

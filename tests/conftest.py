@@ -16,6 +16,23 @@ SHARED_DATA = Path(os.environ.get("ACTIONLRP_SHARED_DATA", ROOT.parent / "shared
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
 
 
+def motion_model(n_components: int, pca_dims: int | None = None, **options):
+    """A small `ActionModel` of motion alone (HOF, MBHx, MBHy), in this process, for fields
+    read without HOG."""
+    from actionlrp.descriptors import DescriptorParams
+    from actionlrp.model import ActionModel
+
+    return ActionModel(
+        n_components=n_components,
+        pca_dims=pca_dims,
+        descriptor_params=DescriptorParams(hog=False),
+        max_samples=5000,
+        n_jobs=1,
+        progress=False,
+        **options,
+    )
+
+
 def shared_clips() -> list[Path]:
     """Every video file under ../shared/data (empty where the folder is absent)."""
     if not SHARED_DATA.is_dir():

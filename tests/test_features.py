@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import motion_model
 
-from actionlrp import features, model
+from actionlrp import features
 from actionlrp.classifier import LinearClassifier
 from actionlrp.features import BLOCK_COLUMNS, DiskMatrix, column_blocks, feature_matrix
 
@@ -56,19 +57,11 @@ def test_only_a_training_set_too_large_for_memory_goes_to_disk(monkeypatch):
 def test_a_model_trained_through_the_disk_is_the_same_and_leaves_no_file(
     monkeypatch, tmp_path, right_down_fields
 ):
-    from actionlrp.descriptors import DescriptorParams, describe
+    from actionlrp.descriptors import describe
 
     fields, labels = right_down_fields
     desc = [describe(f) for f in fields]
-    small = dict(
-        n_components=2,
-        pca_dims=None,
-        descriptor_params=DescriptorParams(hog=False),
-        max_samples=5000,
-        n_jobs=1,
-        progress=False,
-    )
-    expected = model.ActionModel(**small).fit_descriptors(desc, labels)
+    expected = motion_model(2).fit_descriptors(desc, labels)
     spill = tmp_path / "spill"
     spill.mkdir()
     monkeypatch.setenv("TMPDIR", str(spill))
@@ -82,7 +75,7 @@ def test_a_model_trained_through_the_disk_is_the_same_and_leaves_no_file(
         made.append(self.path)
 
     monkeypatch.setattr(DiskMatrix, "__init__", recording)
-    got = model.ActionModel(**small).fit_descriptors(desc, labels)
+    got = motion_model(2).fit_descriptors(desc, labels)
     assert made and made[0].parent == spill
     assert not any(spill.iterdir())
     np.testing.assert_array_equal(got.classifier_.coef_, expected.classifier_.coef_)

@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import motion_model
 
-from actionlrp.descriptors import DescriptorParams, LocalDescriptors, describe
+from actionlrp.descriptors import LocalDescriptors, describe
 from actionlrp.fisher import FisherEncoder
 from actionlrp.fisher_lrp import bin_relevance, descriptor_relevance
 from actionlrp.model import ActionModel
@@ -181,15 +182,7 @@ def test_the_root_fisher_vector_is_that_of_the_clip_at_its_references(encoders):
 @pytest.fixture(scope="module")
 def pyramid_model(right_down_fields):
     fields, labels = right_down_fields
-    model = ActionModel(
-        n_components=2,
-        pca_dims=None,
-        pyramid=True,
-        descriptor_params=DescriptorParams(hog=False),
-        max_samples=5000,
-        n_jobs=1,
-        progress=False,
-    )
+    model = motion_model(2, pyramid=True)
     return model.fit_descriptors([describe(f) for f in fields], labels), fields
 
 
@@ -221,14 +214,7 @@ def test_a_pyramid_model_round_trips_and_a_model_saved_before_it_loads(pyramid_m
     np.testing.assert_array_equal(
         loaded.decision_function_descriptors(desc), model.decision_function_descriptors(desc)
     )
-    plain = ActionModel(
-        n_components=2,
-        pca_dims=None,
-        descriptor_params=DescriptorParams(hog=False),
-        max_samples=5000,
-        n_jobs=1,
-        progress=False,
-    )
+    plain = motion_model(2)
     plain.fit_descriptors(desc, ["right", "down"] * 3)
     old = plain.save(tmp_path / "old.npz")
     with np.load(old, allow_pickle=False) as data:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import motion_model
 
 from actionlrp import synthetic
 from actionlrp.classifier import relevance_fv
@@ -15,8 +16,6 @@ from actionlrp.model import ActionModel
 from actionlrp.relevance import explain
 from actionlrp.rules import FINE_ZERO, PAPER, Rule, get_rule
 from actionlrp.synthetic import SyntheticObject
-
-MOTION = DescriptorParams(hog=False)  # these tests read motion alone
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +36,7 @@ def setup(tmp_path_factory):
         fields.append(field)
         descs.append(describe(field))
         labels.append(label)
-    model = ActionModel(
-        n_components=4,
-        pca_dims=None,
-        descriptor_params=MOTION,
-        max_samples=5000,
-        n_jobs=1,
-        progress=False,
-    )
+    model = motion_model(4)
     model.fit_descriptors(descs, labels)
     return model, fields, descs, labels
 
@@ -210,15 +202,7 @@ def test_bin_relevance_equals_a_direct_per_descriptor_computation(setup):
 def pca_model(setup):
     """The setup's clips, encoded with a 12-dimensional PCA before the GMM."""
     _, _, descs, labels = setup
-    model = ActionModel(
-        n_components=4,
-        pca_dims=12,
-        descriptor_params=MOTION,
-        max_samples=5000,
-        n_jobs=1,
-        progress=False,
-    )
-    return model.fit_descriptors(descs, labels)
+    return motion_model(4, 12).fit_descriptors(descs, labels)
 
 
 def test_bin_relevance_through_pca_equals_a_direct_computation(setup, pca_model):
@@ -299,7 +283,6 @@ def _small_model(params, fields, labels) -> ActionModel:
 
 
 def test_fine_relevance_of_a_large_video_lands_on_its_own_grid(setup, tmp_path):
-    from actionlrp.descriptors import DescriptorParams
 
     obj = SyntheticObject("translate", size=48, velocity=(3.0, 0.0), centre=(80.0, 72.0))
     clip = synthetic.make_clip(tmp_path / "wide.mp4", [obj], width=336, height=144, n_frames=30)
@@ -487,7 +470,6 @@ def test_pca_layer_by_alpha_beta_equals_a_direct_computation_and_conserves(setup
 
 
 def test_two_scales_with_slice_normalisation_explain_and_share_by_scale(setup):
-    from actionlrp.descriptors import DescriptorParams
     from actionlrp.pages import summary
 
     params = DescriptorParams(
@@ -509,8 +491,6 @@ def hog_model(setup):
     """A K = 2 model with HOG (PCA to 8 dims) on the setup's fields, given random luma
     histograms (a flat top-left corner: empty bins)."""
     import dataclasses
-
-    from actionlrp.descriptors import DescriptorParams
 
     params = DescriptorParams(hog=True)
     _, fields, _, labels = setup

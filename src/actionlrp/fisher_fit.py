@@ -16,7 +16,7 @@ projection and the log-likelihood weights of one GEMM (`actionlrp.fisher._Block`
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -81,7 +81,7 @@ def from_state(
     if params.get("pyramid") is not None:
         params["pyramid"] = tuple(tuple(g) for g in params["pyramid"])
     encoder = cls(**params)
-    types = _check_params(encoder, {f: None for f in ALL_FEATURE_TYPES if f"{f}/weights" in state})
+    types = _check_params(encoder, [f for f in ALL_FEATURE_TYPES if f"{f}/weights" in state])
     encoder.pca_mean_, encoder.pca_components_ = {}, {}
     encoder.weights_, encoder.means_, encoder.sigmas_ = {}, {}, {}
     encoder.input_dims_ = {}
@@ -133,13 +133,13 @@ def from_state(
     return encoder
 
 
-def _check_params(encoder: FisherEncoder, present: Mapping | None) -> tuple[str, ...]:
+def _check_params(encoder: FisherEncoder, present: Collection[str]) -> tuple[str, ...]:
     """Check ``encoder``'s parameters and set ``feature_types_``: ``feature_types``, or the
     types ``present`` has (those of the first training clip, or of a saved state)."""
     if encoder.feature_types is not None:
         types = tuple(encoder.feature_types)
     else:
-        types = tuple(f for f in ALL_FEATURE_TYPES if f in (present or {}))
+        types = tuple(f for f in ALL_FEATURE_TYPES if f in present)
     encoder.feature_types_ = types
     if not types or len(set(types)) != len(types):
         raise ValueError(f"feature_types must be distinct and non-empty, got {types!r}")

@@ -5,10 +5,12 @@ On a generated 320×240, 30 fps, 10 s clip in H.264 and in MPEG-4 Part 2:
 (a) plain FFmpeg decode of the same stream through PyAV — the floor;
 (b) motion field from the motion vectors (for H.264, each block's reference picture found in
     the decoded luma);
-(c) motion field + HOF / MBHx / MBHy descriptors;
+(c) motion field + HOF / MBHx / MBHy descriptors, described while the clip decodes, as
+    extraction does (`actionlrp.motion.described_motion_field`);
+(c+) the same with HOG too (the defaults: the luma's gradients in the decoding thread);
 (d) Farnebäck optical-flow field + the same descriptors (the pixel-domain reference).
 
-Prints frames per second (the best of ``--repeat`` rounds in which (a), (b) and (c) take
+Prints frames per second (the best of ``--repeat`` rounds in which (a), (b), (c) and (c+) take
 turns; (d) once, after all of them), the ratios (c)/(a) and (c)/(d), and the peak memory of
 (c) on a 10-minute clip (in a child process, so the figure is that run's own).
 
@@ -32,8 +34,9 @@ import numpy as np
 
 from actionlrp import synthetic
 from actionlrp.codec import read_motion_field
-from actionlrp.descriptors import describe, iter_describe
+from actionlrp.descriptors import DescriptorParams, describe, iter_describe
 from actionlrp.flow import farneback_motion_field
+from actionlrp.motion import described_motion_field
 from actionlrp.synthetic import SyntheticObject
 
 WIDTH, HEIGHT, FPS = 320, 240, 30
@@ -85,8 +88,12 @@ def motion_only(path: Path) -> int:
 
 
 def motion_and_descriptors(path: Path) -> int:
-    field = read_motion_field(path)
-    describe(field)
+    field, _ = described_motion_field(path, DescriptorParams(hog=False))
+    return field.n_frames
+
+
+def with_hog(path: Path) -> int:
+    field, _ = described_motion_field(path, DescriptorParams(hog=True))
     return field.n_frames
 
 
@@ -167,27 +174,31 @@ def main() -> int:
         threads = ", ".join(f"{codec} {decoder_threads(path)}" for codec, path in clips.items())
         print(
             f"decoder threads: (a) PyAV's defaults ({threads}), (b)-(d) the same slice threads; "
-            f"(c) describes in up to {cpus} threads. (b), (c) skip the pixel work the vectors "
-            "do not need (H.264: loop filter; MPEG-4: inverse DCT, pictures at 1/8 size); "
+            "(c) describes in the consuming thread while the decoding thread goes on, what is "
+            f"left at the end in up to {cpus} threads. (b), (c) skip the pixel work the vectors "
+            "do not need (H.264: loop filter; MPEG-4: inverse DCT, pictures at 1/8 size; (c+) "
+            "decodes MPEG-4's pixels for HOG); "
             "H.264 with several reference frames (x264's 3 here) reads the luma to find each "
             "block's reference picture. "
             f"Load average {os.getloadavg()[0]:.2f}.\n"
         )
         header = (
             f"{'codec':<8} {'(a) decode':>11} {'(b) field':>10} {'(c) +desc':>10} "
-            f"{'(d) flow+desc':>14} {'(c)/(a)':>8} {'(c)/(d)':>8}"
+            f"{'(c+) +HOG':>10} {'(d) flow+desc':>14} {'(c)/(a)':>8} {'(c)/(d)':>8}"
         )
         print(header)
         print("-" * len(header))
         fast = {
-            codec: best_fps([plain_decode, motion_only, motion_and_descriptors], path, args.repeat)
+            codec: best_fps(
+                [plain_decode, motion_only, motion_and_descriptors, with_hog], path, args.repeat
+            )
             for codec, path in clips.items()
         }
         # (d) last: what was measured after it ran slower (the state OpenCV leaves behind).
         for codec, path in clips.items():
-            (a, b, c), (d,) = fast[codec], best_fps([flow_and_descriptors], path, 1)
+            (a, b, c, e), (d,) = fast[codec], best_fps([flow_and_descriptors], path, 1)
             print(
-                f"{codec:<8} {a:>9.0f}/s {b:>8.0f}/s {c:>8.0f}/s {d:>12.0f}/s "
+                f"{codec:<8} {a:>9.0f}/s {b:>8.0f}/s {c:>8.0f}/s {e:>8.0f}/s {d:>12.0f}/s "
                 f"{c / a:>8.2f} {c / d:>8.1f}"
             )
         if not args.skip_long:

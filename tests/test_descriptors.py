@@ -290,3 +290,108 @@ def test_odd_sized_large_video_downscales_with_partial_edge_blocks():
     small = downscale(field_of(flow), 2)
     assert small.flow.shape == (5, 2, 3, 2)
     assert np.allclose(small.flow, 0.5)  # edge blocks average the cells they have
+
+
+# --------------------------------------------------------------------------------------------
+# Described while the clip decodes
+
+
+@pytest.fixture(scope="module")
+def long_clips(tmp_path_factory):
+    """120-frame clips: H.264 with B-frames and x264's 3 references, MPEG-4 Part 2 with one."""
+    from actionlrp import synthetic
+
+    folder = tmp_path_factory.mktemp("streamed")
+    objects = [
+        synthetic.SyntheticObject("translate", size=32, centre=(30.0, 40.0), velocity=(1.5, 0.3)),
+        synthetic.SyntheticObject("oscillate", size=24, amplitude=12.0, period=30.0, axis="y"),
+    ]
+    clips = {}
+    for codec, suffix, b in (("libx264", ".mp4", 2), ("mpeg4", ".avi", 1)):
+        clip = synthetic.make_clip(
+            folder / f"long_{codec}{suffix}",
+            objects,
+            width=128,
+            height=96,
+            n_frames=120,
+            codec=codec,
+            b_frames=b,
+            seed=3,
+        )
+        clips[codec] = clip.path
+    return clips
+
+
+def assert_same_descriptors(a: LocalDescriptors, b: LocalDescriptors) -> None:
+    assert set(a.features) == set(b.features)
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    for k in b.features:
+        np.testing.assert_array_equal(a.features[k], b.features[k])
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        DescriptorParams(),
+        DescriptorParams(hog=False),
+        DescriptorParams(cube_px=(32, 48), stride_px=(16, 24), slice_normalization=True),
+        DescriptorParams(max_width=64),
+    ],
+    ids=["defaults", "motion only", "two scales", "downscaled"],
+)
+def test_described_while_decoding_equals_describe_after(long_clips, codec, params):
+    from actionlrp.descriptors import StreamingDescriber
+
+    describer = StreamingDescriber(params)
+    field = read_motion_field(long_clips[codec], hog=params.hog, describer=describer)
+    during = describer.done  # cube start times described before the decoder finished
+    streamed = describer.finish(field)
+    assert len(streamed) > 0
+    assert_same_descriptors(streamed, describe(field, params))
+    if params.max_width is None:
+        assert during >= 8  # the work really ran beside the decoder
+    else:
+        assert during == 0  # a downscaled clip waits for its whole field
+
+
+@pytest.mark.parametrize(
+    "clip", ["fight-dev/fight/fi001.mp4", "ut-interaction-set1/hugging/set1_10_2_1.avi"]
+)
+def test_described_motion_field_of_a_real_clip(shared_data, clip):
+    from actionlrp.motion import described_motion_field, motion_field
+
+    path = shared_data / clip
+    field, desc = described_motion_field(path, DescriptorParams())
+    assert_same_descriptors(desc, describe(motion_field(path, hog=True)))
+    assert field.hog is not None and len(desc) > 0
+
+
+def test_a_second_decoding_pass_starts_the_description_again(long_clips, tmp_path):
+    # A damaged MPEG-4 stream: the quick pass (no IDCT, 1/8 size) gives up part-way, after
+    # the describer has been fed; the full decode must not reuse what it described.
+    import av
+
+    from actionlrp.descriptors import StreamingDescriber
+
+    path = long_clips["mpeg4"]
+    with av.open(str(path)) as c:
+        packets = [(p.pos, p.size) for p in c.demux(video=0) if p.size]
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(1)
+    for pos, size in packets[104:118:4]:
+        data[pos + size // 2 : pos + size] = rng.bytes(size - size // 2)
+    damaged = tmp_path / "damaged.avi"
+    damaged.write_bytes(bytes(data))
+    params = DescriptorParams(hog=False)
+    restarts = []
+
+    class Counting(StreamingDescriber):
+        def restart(self, *args, **kwargs):
+            restarts.append(getattr(self, "done", 0))
+            super().restart(*args, **kwargs)
+
+    describer = Counting(params)
+    field = read_motion_field(damaged, describer=describer)
+    assert len(restarts) == 3 and restarts[2] >= 8  # init, quick pass, full pass after work
+    assert_same_descriptors(describer.finish(field), describe(field, params))

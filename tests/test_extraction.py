@@ -72,9 +72,9 @@ def test_second_run_reads_the_cache_and_extracts_nothing(good, tmp_path, monkeyp
     assert len(written) == 3
 
     def no_extraction(*args, **kwargs):
-        raise AssertionError("motion_field called although every clip is cached")
+        raise AssertionError("a clip was read although every clip is cached")
 
-    monkeypatch.setattr(workers, "motion_field", no_extraction)
+    monkeypatch.setattr(workers, "described_motion_field", no_extraction)
     second = extract_descriptors(good, cache_dir=tmp_path, n_jobs=2)
     assert second.from_cache == (True,) * 3
     assert_same(first, second, exact=True)
@@ -131,14 +131,14 @@ def test_a_missing_file_is_a_failure_not_an_exception(good, tmp_path):
 
 
 def test_unexpected_exceptions_are_reported_with_their_type(good, tmp_path, monkeypatch):
-    real = workers.describe
+    real = workers.described_motion_field
 
-    def flaky(field, params=None):
-        if field.codec == "mpeg4":
+    def flaky(path, *args, **kwargs):
+        if str(path).endswith(".avi"):
             raise RuntimeError("boom\nsecond line")
-        return real(field, params)
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(workers, "describe", flaky)
+    monkeypatch.setattr(workers, "described_motion_field", flaky)
     result = extract_descriptors(good, cache=False, n_jobs=1)
     assert result.failures == ((good[1], f"{good[1]}: RuntimeError: boom second line"),)
     assert result.descriptors[0] is not None and result.descriptors[2] is not None
@@ -177,14 +177,14 @@ killer = os.environ.get("ACTIONLRP_TEST_KILLER")
 if killer:
     import actionlrp.workers as workers
 
-    real = workers.motion_field
+    real = workers.described_motion_field
 
     def crashing(path, *args, **kwargs):
         if str(path) == killer:
             os._exit(1)  # what a segfault in the decoder looks like from the parent
         return real(path, *args, **kwargs)
 
-    workers.motion_field = crashing
+    workers.described_motion_field = crashing
 """
 
 
@@ -262,7 +262,8 @@ def test_progress_bar_goes_to_stderr_on_a_terminal(good, tmp_path, monkeypatch, 
     ],
 )
 def test_bad_arguments_raise_before_any_clip_is_read(kwargs, message, tmp_path, monkeypatch):
-    monkeypatch.setattr(workers, "motion_field", lambda *a, **k: pytest.fail("clip was read"))
+    read = lambda *a, **k: pytest.fail("clip was read")  # noqa: E731
+    monkeypatch.setattr(workers, "described_motion_field", read)
     with pytest.raises(ValueError, match=message):
         extract_descriptors([tmp_path / "x.mp4"], cache=False, **kwargs)
 

@@ -18,7 +18,6 @@ from numba import njit
 
 from actionlrp._cell_histograms import N_ORIENTATIONS
 from actionlrp._scratch import _Workspace
-from actionlrp.video import MotionField
 
 if TYPE_CHECKING:
     from actionlrp.descriptors import DescriptorParams
@@ -38,11 +37,14 @@ class _CubeGrid(NamedTuple):
     cell: int  # px per grid cell
 
 
-def _cube_grid(field_: MotionField, params: DescriptorParams, cube_px: int) -> _CubeGrid:
-    c = field_.cell
+def _cube_grid(
+    height: int, width: int, c: int, params: DescriptorParams, cube_px: int
+) -> _CubeGrid:
+    """Where the cubes of side ``cube_px`` lie in a ``height`` × ``width`` px field of ``c``-px
+    grid cells."""
     cs = cube_px // _SPATIAL_CELLS // c
     ss = params.strides()[params.cube_px.index(cube_px)] // c
-    rows, cols = field_.height // c, field_.width // c  # grid cells wholly inside the frame
+    rows, cols = height // c, width // c  # grid cells wholly inside the frame
     ny = (rows - _SPATIAL_CELLS * cs) // ss + 1 if rows >= _SPATIAL_CELLS * cs else 0
     nx = (cols - _SPATIAL_CELLS * cs) // ss + 1 if cols >= _SPATIAL_CELLS * cs else 0
     return _CubeGrid(cs, ss, ny, nx, c)

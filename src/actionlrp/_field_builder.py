@@ -141,6 +141,11 @@ class _FieldBuilder:
         return error
 
     @property
+    def final_frames(self) -> int:
+        """Frames before this index are in ``flow`` for good: settled, every gap filled."""
+        return min(self.settled, int(self.gaps.last_valid.min(initial=self.settled)) + 1)
+
+    @property
     def _ready(self) -> int:
         """Frames before this index may be splatted."""
         return self.n_frames if self.matcher is None else self.matcher.resolved

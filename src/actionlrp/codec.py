@@ -30,6 +30,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
@@ -49,6 +50,9 @@ from actionlrp.video import (
     _reason,
     open_video,
 )
+
+if TYPE_CHECKING:
+    from actionlrp.descriptors import StreamingDescriber
 
 #: FFmpeg decoders that export motion vectors with ``flags2=+export_mvs``.
 CODECS_WITH_VECTORS = frozenset(
@@ -114,6 +118,7 @@ def read_motion_field(
     decoder_options: dict[str, str] | None = None,
     threads: int = 0,
     hog: bool = False,
+    describer: StreamingDescriber | None = None,
 ) -> MotionField:
     """Read the motion vectors of a clip into a `MotionField`, streaming.
 
@@ -138,6 +143,9 @@ def read_motion_field(
         Also give each frame's luma gradient histograms per grid cell (`MotionField.hog`,
         `actionlrp.hog`), computed in the decoding thread as each frame comes. The MPEG-1/2/4
         and H.263 family then needs the pixels: it is decoded in full, not at 1/8 size.
+    describer : StreamingDescriber, optional
+        Fed the flow as it settles, so that it describes the clip's cubes while the decoding
+        goes on (``describer.finish(field)`` then gives the descriptors).
 
     Returns
     -------
@@ -168,10 +176,11 @@ def read_motion_field(
         if codec in CODECS_WITH_VECTORS:
             if decoder_options is not None or hog or codec not in _CODECS_DECODED_QUICKLY:
                 return _decode_vectors(
-                    path, container, stream, cell, decoder_options, threads, hog=hog
+                    path, container, stream, cell, decoder_options, threads, hog, describer
                 )
+            quick = _QUICK_DECODER_OPTIONS
             field = _decode_vectors(
-                path, container, stream, cell, _QUICK_DECODER_OPTIONS, threads, quick=True
+                path, container, stream, cell, quick, threads, describer=describer, quick=True
             )
             if field is not None:
                 return field
@@ -179,10 +188,17 @@ def read_motion_field(
             _check_codec(path, codec)
     if codec in CODECS_WITH_VECTORS:  # a damaged stream: again, with its errors concealed
         with open_video(path) as (container, stream):
-            return _decode_vectors(path, container, stream, cell, decoder_options, threads, hog=hog)
+            return _decode_vectors(
+                path, container, stream, cell, decoder_options, threads, hog, describer
+            )
     with _transcoded(path) as tmp:
         field = read_motion_field(
-            tmp, cell, decoder_options=decoder_options, threads=threads, hog=hog
+            tmp,
+            cell,
+            decoder_options=decoder_options,
+            threads=threads,
+            hog=hog,
+            describer=describer,
         )
     return _replace_origin(field, codec)
 
@@ -200,11 +216,12 @@ def _decode_vectors(
     cell: int,
     decoder_options: dict[str, str] | None,
     threads: int,
-    quick: bool = False,
     hog: bool = False,
+    describer: StreamingDescriber | None = None,
+    quick: bool = False,
 ) -> MotionField | None:
     """The field of ``stream``; with ``quick``, None as soon as a frame fails or is damaged;
-    with ``hog``, the luma's gradient histograms too."""
+    with ``hog``, the luma's gradient histograms too; ``describer`` fed as frames settle."""
     ctx = stream.codec_context
     codec = ctx.name
     width, height = ctx.width, ctx.height  # before the decoder opens: lowres shrinks them
@@ -232,6 +249,8 @@ def _decode_vectors(
             hog=hog,
         )
         matcher = builder.matcher
+        if describer is not None:
+            describer.restart(height, width, cell, stream.frames)
         last_error = ""
         for items in _decoded(
             container,
@@ -245,6 +264,8 @@ def _decode_vectors(
             last_error = builder.add_items(items) or last_error
             if quick and last_error:
                 return None
+            if describer is not None:
+                describer.advance(builder.flow, builder.hog, builder.final_frames)
         if not builder.n_frames:
             if quick:
                 return None

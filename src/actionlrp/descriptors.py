@@ -161,6 +161,20 @@ def _field_defaults(field_: MotionField) -> DescriptorParams:
 
 
 def _check(field_: MotionField, params: DescriptorParams) -> None:
+    if (
+        params.hog
+        and field_.n_frames
+        and (field_.hog is None or field_.hog.shape != (*field_.flow.shape[:3], HOG_BINS))
+    ):
+        raise ValueError(
+            "params.hog needs the field's luma gradient histograms, MotionField.hog of shape "
+            f"{(*field_.flow.shape[:3], HOG_BINS)}: read the clip with hog=True"
+        )
+    _check_params(params, field_.cell)
+
+
+def _check_params(params: DescriptorParams, cell: int) -> None:
+    """What ``params`` must satisfy on a field of ``cell``-px grid cells."""
     if params.normalization not in ("root", "l2", "none"):
         raise ValueError(
             f"normalization must be 'root', 'l2' or 'none', got {params.normalization!r}"
@@ -169,19 +183,12 @@ def _check(field_: MotionField, params: DescriptorParams) -> None:
         raise ValueError(f"mbh_floor must be ≥ 0, got {params.mbh_floor}")
     if not params.hog_floor >= 0:
         raise ValueError(f"hog_floor must be ≥ 0, got {params.hog_floor}")
-    if params.hog and field_.n_frames and (
-        field_.hog is None or field_.hog.shape != (*field_.flow.shape[:3], HOG_BINS)
-    ):
-        raise ValueError(
-            "params.hog needs the field's luma gradient histograms, MotionField.hog of shape "
-            f"{(*field_.flow.shape[:3], HOG_BINS)}: read the clip with hog=True"
-        )
     if params.cell_frames < 1:
         raise ValueError(f"cell_frames must be ≥ 1, got {params.cell_frames}")
     for size in params.cube_px:
-        if size % (2 * field_.cell):
+        if size % (2 * cell):
             raise ValueError(
-                f"cube_px {size} must be a multiple of twice the field's cell ({field_.cell} px)"
+                f"cube_px {size} must be a multiple of twice the field's cell ({cell} px)"
             )
     strides = params.strides()
     if len(strides) != len(params.cube_px):
@@ -190,10 +197,9 @@ def _check(field_: MotionField, params: DescriptorParams) -> None:
             f"{params.cube_px}"
         )
     for stride in strides:
-        if stride < field_.cell or stride % field_.cell:
+        if stride < cell or stride % cell:
             raise ValueError(
-                f"stride_px {stride} must be a positive multiple of the field's cell "
-                f"({field_.cell} px)"
+                f"stride_px {stride} must be a positive multiple of the field's cell ({cell} px)"
             )
 
 
@@ -239,7 +245,7 @@ def describe(field_: MotionField, params: DescriptorParams | None = None) -> Loc
     if factor > 1:
         return _upscale_boxes(describe(downscale(field_, factor), params), factor)
     nt = max(field_.n_frames // params.cell_frames - _TIME_CELLS + 1, 0)  # cube start times
-    grids = [_cube_grid(field_, params, cube_px) for cube_px in params.cube_px]
+    grids = _cube_grids(field_.height, field_.width, field_.cell, params)
     sizes = [nt * grid.ny * grid.nx for grid in grids]
     features = _feature_arrays(sum(sizes), params.dims())
     if not sum(sizes):
@@ -250,7 +256,9 @@ def describe(field_: MotionField, params: DescriptorParams | None = None) -> Loc
 
     def describe_piece(start: int, stop: int) -> None:
         with _workspace() as work:
-            _describe_into(field_, params, grids, start, stop, per_grid, work)
+            _describe_into(
+                field_.flow, field_.hog, field_.cell, params, grids, start, stop, per_grid, work
+            )
 
     _in_pieces(nt, _MIN_PIECE, describe_piece)
     boxes = [
@@ -278,21 +286,114 @@ def iter_describe(
     cf = params.cell_frames
     nt = field_.n_frames // cf - _TIME_CELLS + 1
     step = max(1, chunk_frames // cf)  # cube start times per chunk
-    grids = [_cube_grid(field_, params, cube_px) for cube_px in params.cube_px]
+    grids = _cube_grids(field_.height, field_.width, field_.cell, params)
     dims = params.dims()
     with _workspace() as work:
         for start in range(0, max(nt, 0), step):
             stop = min(nt, start + step)
             sizes = [(stop - start) * grid.ny * grid.nx for grid in grids]
             out = [_feature_arrays(n, dims) for n in sizes]
-            _describe_into(field_, params, grids, start, stop, out, work, first=start)
+            _describe_into(
+                field_.flow, field_.hog, field_.cell, params, grids, start, stop, out, work, start
+            )
             for grid, cube_px, features in zip(grids, params.cube_px, out, strict=True):
                 boxes = _cube_boxes(grid, params, cube_px, stop - start, start * cf)
                 yield LocalDescriptors(features, boxes)
 
 
+def _cube_grids(height: int, width: int, cell: int, params: DescriptorParams) -> list[_CubeGrid]:
+    return [_cube_grid(height, width, cell, params, cube_px) for cube_px in params.cube_px]
+
+
+class StreamingDescriber:
+    """`describe` while a clip decodes: the cubes whose frames have settled are described as
+    the decoder goes, in the consuming thread, beside the decoding one; the rest at the end.
+
+    `actionlrp.codec.read_motion_field` feeds it (``describer=``): `restart` when a decoding
+    pass starts, `advance` whenever more frames have settled. `finish` then describes what is
+    left and returns exactly what ``describe(field, params)`` would.
+
+    Parameters
+    ----------
+    params : DescriptorParams
+        As for `describe`. With ``max_width`` smaller than the clip, all of the work waits for
+        `finish`.
+    """
+
+    def __init__(self, params: DescriptorParams) -> None:
+        self.params = params
+        self.restart(0, 0, 1)
+
+    def restart(self, height: int, width: int, cell: int, frames_hint: int = 0) -> None:
+        """A decoding pass begins: forget what was described (the frames may come again)."""
+        self.height, self.width, self.cell = height, width, cell
+        self.done = 0  # cube start times described
+        self._out: list[dict[str, np.ndarray]] = []
+        self._capacity = 0
+        self._streaming = bool(height and width)
+        if self._streaming:
+            _check_params(self.params, cell)
+            self._streaming = scale_factor(width, self.params.max_width) == 1
+        if self._streaming:
+            self._grids = _cube_grids(height, width, cell, self.params)
+            self._grow(frames_hint // self.params.cell_frames - _TIME_CELLS + 1)
+
+    def advance(self, flow: np.ndarray, hog_cells: np.ndarray | None, n_final: int) -> None:
+        """Frames ``0 … n_final − 1`` of ``flow`` (≥ n_final, gh, gw, 2) and ``hog_cells`` are
+        final: describe the cubes that lie in them, a few start times at a time."""
+        ready = n_final // self.params.cell_frames - _TIME_CELLS + 1
+        if self._streaming and ready - self.done >= _MIN_PIECE:
+            self._grow(ready)
+            with _workspace() as work:
+                self._describe(flow, hog_cells, self.done, ready, work)
+            self.done = ready
+
+    def finish(self, field_: MotionField) -> LocalDescriptors:
+        """The descriptors of every cube of ``field_``, the clip that was decoded."""
+        params = self.params
+        _check(field_, params)
+        if not self._streaming or (field_.height, field_.width) != (self.height, self.width):
+            return describe(field_, params)
+        nt = max(field_.n_frames // params.cell_frames - _TIME_CELLS + 1, 0)
+        self._grow(nt)
+
+        def describe_piece(start: int, stop: int) -> None:
+            with _workspace() as work:
+                self._describe(field_.flow, field_.hog, self.done + start, self.done + stop, work)
+
+        if nt > self.done:
+            _in_pieces(nt - self.done, _MIN_PIECE, describe_piece)
+        parts = []
+        for grid, cube_px, out in zip(self._grids, params.cube_px, self._out, strict=True):
+            n = nt * grid.ny * grid.nx
+            boxes = _cube_boxes(grid, params, cube_px, nt, 0)
+            parts.append(LocalDescriptors({k: v[:n] for k, v in out.items()}, boxes))
+        self._out = []
+        return LocalDescriptors.concatenate(parts)
+
+    def _describe(self, flow, hog_cells, start: int, stop: int, work: _Workspace) -> None:
+        _describe_into(
+            flow, hog_cells, self.cell, self.params, self._grids, start, stop, self._out, work
+        )
+
+    def _grow(self, n_times: int) -> None:
+        """Room for the cubes of ``n_times`` start times, those described so far kept."""
+        if n_times <= self._capacity:
+            return
+        capacity = max(n_times, self._capacity * 3 // 2, _MIN_PIECE)
+        dims = self.params.dims()
+        grown = [_feature_arrays(capacity * g.ny * g.nx, dims) for g in self._grids]
+        for grid, old, new in zip(self._grids, self._out, grown, strict=False):
+            rows = self.done * grid.ny * grid.nx
+            for name in dims:
+                new[name][:rows] = old[name][:rows]
+        self._out, self._capacity = grown, capacity
+
+
 def _describe_into(
-    field_: MotionField,
+    flow: np.ndarray,
+    hog_cells: np.ndarray | None,
+    cell: int,
     params: DescriptorParams,
     grids: list[_CubeGrid],
     start: int,
@@ -301,13 +402,14 @@ def _describe_into(
     work: _Workspace,
     first: int = 0,
 ) -> None:
-    """Descriptors of the cubes starting at time cells ``start … stop − 1`` into their rows of
+    """Descriptors of the cubes starting at time cells ``start … stop − 1`` of ``flow`` (T, gh,
+    gw, 2) and ``hog_cells`` (T, gh, gw, 8; with `DescriptorParams.hog`) into their rows of
     ``out`` (one dict per grid, whose row 0 is the cube starting at time cell ``first``).
 
     A block of cube start times at a time: its time cells' histograms (the last two carried
     over to the next block, which starts with them), then its cubes.
     """
-    cf, gh, gw = params.cell_frames, field_.flow.shape[1], field_.flow.shape[2]
+    cf, gh, gw = params.cell_frames, flow.shape[1], flow.shape[2]
     step = max(1, _BLOCK_VOXELS // (cf * gh * gw))  # cube start times per block
     span = step + _TIME_CELLS - 1  # time cells per block
     bins = {**_BINS, "hog": HOG_BINS} if params.hog else _BINS
@@ -319,12 +421,12 @@ def _describe_into(
         if carried:
             for h in hist.values():
                 h[:carried] = h[step : step + carried]
-        flow = field_.flow[(r0 + carried) * cf : (r0 + n_tc) * cf]
+        frames = slice((r0 + carried) * cf, (r0 + n_tc) * cf)
         part = {name: h[carried:n_tc] for name, h in hist.items()}
         hog = part.pop("hog", None)
-        _histograms_into(flow, cf, field_.cell, params.still_threshold, part, work)
+        _histograms_into(flow[frames], cf, cell, params.still_threshold, part, work)
         if hog is not None:
-            hog[...] = time_cell_sums(field_.hog[(r0 + carried) * cf : (r0 + n_tc) * cf], cf)
+            hog[...] = time_cell_sums(hog_cells[frames], cf)
         carried = _TIME_CELLS - 1
         for grid, rows in zip(grids, out, strict=True):
             if grid.ny and grid.nx:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from actionlrp.codec import read_motion_field
+from actionlrp.descriptors import DescriptorParams, LocalDescriptors, StreamingDescriber, describe
 from actionlrp.video import MotionField
 
 #: The ways to get a clip's motion field.
@@ -50,3 +51,26 @@ def motion_field(
 
         return farneback_motion_field(path, cell, hog=hog)
     raise ValueError(f"motion method must be one of {METHODS}, got {method!r}")
+
+
+def described_motion_field(
+    path: str | os.PathLike,
+    params: DescriptorParams,
+    method: str = "mv",
+    cell: int = 8,
+    *,
+    transcode: bool = False,
+) -> tuple[MotionField, LocalDescriptors]:
+    """``(field, describe(field, params))`` of a clip, the field read as in `motion_field`
+    (with HOG where ``params`` asks for it).
+
+    From the motion vectors, the cubes are described while the clip decodes
+    (`actionlrp.descriptors.StreamingDescriber`): the work runs beside the decoder instead of
+    after it, and the descriptors are the same.
+    """
+    if method != "mv":
+        field_ = motion_field(path, method, cell, transcode=transcode, hog=params.hog)
+        return field_, describe(field_, params)
+    describer = StreamingDescriber(params)
+    field_ = read_motion_field(path, cell, transcode=transcode, hog=params.hog, describer=describer)
+    return field_, describer.finish(field_)

@@ -23,10 +23,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from actionlrp.descriptors import DescriptorParams, LocalDescriptors, describe
+from actionlrp.descriptors import DescriptorParams, LocalDescriptors
 from actionlrp.entries import ExtractionSpec, file_sha256, write_entry
 from actionlrp.errors import ActionLRPError
-from actionlrp.motion import motion_field
+from actionlrp.motion import described_motion_field
 
 __all__ = ["worker_died"]
 
@@ -40,8 +40,7 @@ def _compute(
 ) -> tuple[LocalDescriptors | None, int, bool, str | None]:
     """``(descriptors, n_frames, transcoded, None)``, or ``(None, 0, False, one-line error)``."""
     try:
-        field_ = motion_field(path, motion, cell, transcode=transcode, hog=params.hog)
-        desc = describe(field_, params)
+        field_, desc = described_motion_field(path, params, motion, cell, transcode=transcode)
     except ActionLRPError as exc:
         message = _one_line(str(exc))
         if not message.startswith(path):

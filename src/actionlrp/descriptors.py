@@ -207,6 +207,7 @@ def _check_params(params: DescriptorParams, cell: int) -> None:
 # Forward step: MotionField → LocalDescriptors
 
 _MIN_PIECE = 8  # cube start times per thread in `describe`: fewer are not worth a thread
+_STREAM_STEP = 4  # cube start times `StreamingDescriber` waits for, and its least piece at the end
 
 
 def describe(field_: MotionField, params: DescriptorParams | None = None) -> LocalDescriptors:
@@ -342,7 +343,7 @@ class StreamingDescriber:
         """Frames ``0 … n_final − 1`` of ``flow`` (≥ n_final, gh, gw, 2) and ``hog_cells`` are
         final: describe the cubes that lie in them, a few start times at a time."""
         ready = n_final // self.params.cell_frames - _TIME_CELLS + 1
-        if self._streaming and ready - self.done >= _MIN_PIECE:
+        if self._streaming and ready - self.done >= _STREAM_STEP:
             self._grow(ready)
             with _workspace() as work:
                 self._describe(flow, hog_cells, self.done, ready, work)
@@ -362,7 +363,7 @@ class StreamingDescriber:
                 self._describe(field_.flow, field_.hog, self.done + start, self.done + stop, work)
 
         if nt > self.done:
-            _in_pieces(nt - self.done, _MIN_PIECE, describe_piece)
+            _in_pieces(nt - self.done, _STREAM_STEP, describe_piece)
         parts = []
         for grid, cube_px, out in zip(self._grids, params.cube_px, self._out, strict=True):
             n = nt * grid.ny * grid.nx

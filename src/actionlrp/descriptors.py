@@ -319,6 +319,20 @@ class StreamingDescriber:
     params : DescriptorParams
         As for `describe`. With ``max_width`` smaller than the clip, all of the work waits for
         `finish`.
+
+    Attributes
+    ----------
+    done : int
+        Cube start times (every ``cell_frames`` frames) described so far in this pass.
+
+    Examples
+    --------
+    >>> from actionlrp.codec import read_motion_field
+    >>> describer = StreamingDescriber(DescriptorParams())
+    >>> field = read_motion_field(clip, hog=True, describer=describer)
+    >>> desc = describer.finish(field)
+    >>> len(desc) == len(describe(field))
+    True
     """
 
     def __init__(self, params: DescriptorParams) -> None:

@@ -165,3 +165,54 @@ def test_the_still_root_of_hog_is_a_flat_picture():
     field = _field_with_hog()
     reference, index = still_reference(field, describe(field, HOG), HOG)
     assert not reference.features["hog"].any() and (index == 0).all()
+
+
+def test_luma_on_its_way_to_a_slow_consumer_stays_bounded(tmp_path, monkeypatch):
+    # The decoding thread copies each frame's luma and the consuming thread turns it into
+    # histograms; when the consumer lags, the queue between them must not hold the clip's
+    # every picture. (MPEG-4 Part 2: no luma ring for the reference match besides.)
+    import time
+    import tracemalloc
+
+    import actionlrp._field_builder as field_builder
+    from actionlrp import codec, synthetic
+
+    clip = synthetic.moving_square_clip(
+        tmp_path / "slow.avi", codec="mpeg4", n_frames=200, width=160, height=120
+    )
+    luma_bytes = 160 * 120
+    monkeypatch.setattr(codec, "_LUMA_IN_FLIGHT", 2 * 16 * luma_bytes)  # two chunks of 16
+    real = field_builder.luma_histograms_into
+
+    def peak_reading(delay: float) -> int:
+        def lagging(luma, cell, out):
+            time.sleep(delay)
+            real(luma, cell, out)
+
+        monkeypatch.setattr(field_builder, "luma_histograms_into", lagging)
+        tracemalloc.start()
+        field = codec.read_motion_field(clip.path, hog=True)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert field.n_frames == 200 and np.abs(field.hog).sum() > 0
+        return peak
+
+    lag = peak_reading(0.002) - peak_reading(0.0)
+    assert lag < 80 * luma_bytes, lag / luma_bytes  # about 200 frames' luma without the bound
+
+
+def test_the_consumer_computes_what_the_frame_gives(tmp_path):
+    from actionlrp import synthetic
+    from actionlrp.hog import frame_cell_histograms, frame_luma
+
+    clip = synthetic.moving_square_clip(tmp_path / "sq.avi", codec="mpeg4", n_frames=6)
+    with av.open(str(clip.path)) as container:
+        for frame in container.decode(video=0):
+            luma = frame_luma(frame, frame.height, frame.width)
+            assert luma.shape == (frame.height, frame.width) and luma.flags.c_contiguous
+            np.testing.assert_array_equal(
+                luma_cell_histograms(luma, 8), frame_cell_histograms(frame, 8, *luma.shape)
+            )
+            plane = frame.planes[0]
+            coded = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+            np.testing.assert_array_equal(luma, coded[: frame.height, : frame.width])

@@ -2,10 +2,11 @@
 
 `_FieldBuilder` takes what the decoding thread hands over — packets in decode order, frames in
 display order with their motion vectors (and, for H.264 with several references, their luma in
-a `actionlrp.references._ReferenceMatcher`'s ring) — and turns them into the clip's flow a batch
-at a time: vectors splatted into per-cell sums (`actionlrp.raster`), divided by their reference
-distances once the frames that decide them have come, gaps filled as soon as the next value of
-a cell is known. Only a few frames' sums are held: memory is the field plus a constant.
+a `actionlrp.references._ReferenceMatcher`'s ring; with HOG, a copy of it for the histograms,
+computed here) — and turns them into the clip's flow a batch at a time: vectors splatted into
+per-cell sums (`actionlrp.raster`), divided by their reference distances once the frames that
+decide them have come, gaps filled as soon as the next value of a cell is known. Only a few
+frames' sums are held: memory is the field plus a constant.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from actionlrp._scratch import _Workspace
-from actionlrp.hog import HOG_BINS
+from actionlrp.hog import HOG_BINS, luma_histograms_into
 from actionlrp.raster import _combine, _GapFiller, _Rasteriser
 from actionlrp.references import _B, _KIND_CODES, _OTHER, _distances, _ReferenceMatcher
 
@@ -127,7 +128,7 @@ class _FieldBuilder:
             if self.hog is not None:
                 if j == len(self.hog):
                     self.hog = _grown(self.hog, max(2 * j, 2 * self.batch))
-                self.hog[j] = hog
+                luma_histograms_into(hog, self.raster.cell, self.hog[j])
             types.append(kind)
             times.append(seconds)
             self.kind[j] = _KIND_CODES.get(kind, _OTHER)

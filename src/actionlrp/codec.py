@@ -41,7 +41,7 @@ from actionlrp._field_builder import _FieldBuilder
 from actionlrp._scratch import _workspace
 from actionlrp.errors import NoMotionVectorsError, VideoError
 from actionlrp.h264 import nal_length_size, packet_reference
-from actionlrp.hog import frame_cell_histograms
+from actionlrp.hog import frame_luma
 from actionlrp.references import _ReferenceMatcher, reference_candidates
 from actionlrp.video import (
     _PICTURE_TYPES,
@@ -141,7 +141,7 @@ def read_motion_field(
         nothing but add latency and memory.
     hog : bool, default False
         Also give each frame's luma gradient histograms per grid cell (`MotionField.hog`,
-        `actionlrp.hog`), computed in the decoding thread as each frame comes. The MPEG-1/2/4
+        `actionlrp.hog`), from a copy of each frame's luma, as the frames come. The MPEG-1/2/4
         and H.263 family then needs the pixels: it is decoded in full, not at 1/8 size.
     describer : StreamingDescriber, optional
         Fed the flow as it settles, so that it describes the clip's cubes while the decoding
@@ -259,7 +259,7 @@ def _decode_vectors(
             check=quick,
             luma=matcher,
             nal_length=nal_length_size(ctx.extradata) if matcher else None,
-            hog=(cell, height, width) if hog else None,
+            hog=(height, width) if hog else None,
         ):
             last_error = builder.add_items(items) or last_error
             if quick and last_error:
@@ -292,6 +292,7 @@ def _decode_vectors(
 
 
 _END = object()
+_LUMA_IN_FLIGHT = 32 << 20  # bytes of luma on their way from the decoding thread, at most
 
 
 def _vector_bytes(frame: av.VideoFrame) -> bytes | None:
@@ -317,7 +318,7 @@ def _decoded(
     batch: int = 16,
     luma: _ReferenceMatcher | None = None,
     nal_length: int | None = None,
-    hog: tuple[int, int, int] | None = None,
+    hog: tuple[int, int] | None = None,
 ) -> Iterator:
     """Demux and decode in a background thread (FFmpeg releases the GIL while it decodes).
 
@@ -329,10 +330,15 @@ def _decoded(
     ``b_vectors`` False the vectors of B-frames are not copied out; with ``check``, a frame the
     decoder marks as corrupt also comes with a message. With ``luma``, each frame's luma is
     stored in its ring as the frame is decoded, and ``luma`` in the tuple says whether it is
-    usable (None without); the ring's free slots pace the decoding. With ``hog`` = (cell,
-    height, width), ``hog`` in the tuple is the frame's `frame_cell_histograms` (None without).
+    usable (None without); the ring's free slots pace the decoding. With ``hog`` = (height,
+    width), ``hog`` in the tuple is the frame's luma, `frame_luma` (None without): the
+    histograms are the consumer's work, so that the decoding thread, the slower one, does not
+    wait for them.
     """
-    items: queue.Queue = queue.Queue(maxsize=64)
+    chunks = 64  # in flight; with HOG each frame's luma travels too: about 32 MB of it at most
+    if hog is not None:
+        chunks = max(2, min(chunks, _LUMA_IN_FLIGHT // (batch * hog[0] * hog[1] or 1)))
+    items: queue.Queue = queue.Queue(maxsize=chunks)
     stop = threading.Event()
 
     def put(item) -> None:
@@ -367,7 +373,7 @@ def _decoded(
                     float(time) if time is not None else np.nan,
                     _vector_bytes(frame) if b_vectors or kind != "B" else None,
                     usable,
-                    frame_cell_histograms(frame, *hog) if hog is not None else None,
+                    frame_luma(frame, *hog) if hog is not None else None,
                 )
             )
             if check and frame.is_corrupt:

@@ -3,8 +3,9 @@ orientations, per frame and grid cell, and the relevance step that hands a HOG b
 back to the voxels whose pixels filled it.
 
 Forward: `frame_cell_histograms` turns one decoded frame's luma into (gh, gw, 8) cell histograms
-as the frame comes (`actionlrp.codec` in its decoding thread, `actionlrp.flow`; only the
-histograms are kept), carried as `MotionField.hog`; `actionlrp.descriptors.describe` sums
+as the frame comes (`actionlrp.codec`: the decoding thread copies the luma, `frame_luma`, and
+the consuming one computes them, `luma_histograms_into`; `actionlrp.flow`; only the histograms
+are kept), carried as `MotionField.hog`; `actionlrp.descriptors.describe` sums
 them over time cells and gathers them into cubes like MBH. Relevance: `_spread_hog_time_cells`,
 the histogram layer's "bins" rule with each voxel's histogram as its contribution.
 """
@@ -60,16 +61,35 @@ def luma_cell_histograms(luma: np.ndarray, cell: int) -> np.ndarray:
 
 def frame_cell_histograms(frame: av.VideoFrame, cell: int, height: int, width: int) -> np.ndarray:
     """`luma_cell_histograms` of a decoded frame's luma plane (its Y as coded: no range
-    expansion), read in place where it is 8-bit at the stream's ``height × width``, else from
-    the frame converted to 8-bit YUV 4:2:0 at that size."""
+    expansion), read where it is 8-bit at the stream's ``height × width``, else from the frame
+    converted to 8-bit YUV 4:2:0 at that size (zeros if the plane is too short)."""
+    out = np.empty((*grid_size(height, width, cell), HOG_BINS), np.float32)
+    luma_histograms_into(frame_luma(frame, height, width), cell, out)
+    return out
+
+
+def frame_luma(frame: av.VideoFrame, height: int, width: int) -> np.ndarray | None:
+    """A copy of the ``height × width`` 8-bit luma `frame_cell_histograms` reads, (H, W) uint8;
+    None if the decoded plane is too short. The decoding thread keeps only this (a cheap copy)
+    and hands the histograms to the thread that consumes the frames."""
     if frame.format.name not in _EIGHT_BIT_LUMA or (frame.height, frame.width) != (height, width):
         frame = frame.reformat(width=width, height=height, format="yuv420p")
     plane = VideoPlane(frame, 0)  # not ``frame.planes[0]``, which wraps every plane
-    luma = np.frombuffer(plane, np.uint8)
-    out = np.zeros((*grid_size(height, width, cell), HOG_BINS), np.float32)
-    if plane.line_size >= width and luma.shape[0] >= (height - 1) * plane.line_size + width:
-        _luma_histograms(luma, plane.line_size, height, width, cell, out)
-    return out
+    line = plane.line_size
+    data = np.frombuffer(plane, np.uint8)
+    if line < width or data.shape[0] < (height - 1) * line + width:
+        return None
+    return np.lib.stride_tricks.as_strided(data, (height, width), (line, 1)).copy()
+
+
+def luma_histograms_into(luma: np.ndarray | None, cell: int, out: np.ndarray) -> None:
+    """`luma_cell_histograms` of ``luma`` (H, W) uint8, C-contiguous (`frame_luma`), into
+    ``out`` (gh, gw, 8) float32; zeros where ``luma`` is None."""
+    if luma is None or not luma.size:
+        out[...] = 0.0
+        return
+    height, width = luma.shape
+    _luma_histograms(luma.reshape(-1), width, height, width, cell, out)
 
 
 @njit(inline="always")

@@ -178,9 +178,15 @@ def read_motion_field(
                 return _decode_vectors(
                     path, container, stream, cell, decoder_options, threads, hog, describer
                 )
-            quick = _QUICK_DECODER_OPTIONS
             field = _decode_vectors(
-                path, container, stream, cell, quick, threads, describer=describer, quick=True
+                path,
+                container,
+                stream,
+                cell,
+                _QUICK_DECODER_OPTIONS,
+                threads,
+                describer=describer,
+                quick=True,
             )
             if field is not None:
                 return field

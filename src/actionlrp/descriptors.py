@@ -345,10 +345,9 @@ class StreamingDescriber:
         self.done = 0  # cube start times described
         self._out: list[dict[str, np.ndarray]] = []
         self._capacity = 0
-        self._streaming = bool(height and width)
-        if self._streaming:
+        if height and width:
             _check_params(self.params, cell)
-            self._streaming = scale_factor(width, self.params.max_width) == 1
+        self._streaming = bool(height and width) and scale_factor(width, self.params.max_width) == 1
         if self._streaming:
             self._grids = _cube_grids(height, width, cell, self.params)
             self._grow(frames_hint // self.params.cell_frames - _TIME_CELLS + 1)
